@@ -1,0 +1,169 @@
+"""Benchmarks: commands that print figures. Speed and memory targets live here, not in unit tests."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_arena(cfg: Config, steps: int, seed: int) -> dict:
+    from sim_bridge.arena import Arena
+
+    rng = np.random.default_rng(seed)
+    with Arena(cfg.arena) as a:
+        s = a.reset(seed=seed)
+        t = time.perf_counter()
+        deaths = 0
+        for _ in range(steps):
+            s = a.act((int(rng.integers(3)), int(rng.integers(3))))
+            s.left  # force the render: every step is seen
+            if s.dead:
+                deaths += 1
+                s = a.respawn()
+        dt = time.perf_counter() - t
+    return {"steps_per_s": round(steps / dt, 1), "ms_per_step": round(dt / steps * 1000, 3), "steps": steps,
+            "eye_shape": [cfg.arena.eye_h, cfg.arena.eye_w], "render": "both eyes every step", "deaths": deaths}
+
+
+def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
+    from sim_bridge.arena import Arena
+
+    from .rules import build
+    from .runtime import act_repeat
+    from .senses import SenseEncoder
+
+    torch.set_num_threads(cfg.runtime.threads)
+    with Arena(cfg.arena) as body:
+        rule = build(body.spec, cfg.model, cfg.rule, seed)
+        enc = SenseEncoder(body.spec, cfg.model.input_hw)
+        s = body.reset(seed=seed)
+        eyes, bv = enc(s)
+        fwd, learn = [], []
+        for i in range(warmup + steps):
+            t0 = time.perf_counter()
+            a = rule.decide(eyes, bv)
+            t1 = time.perf_counter()
+            s, feel = act_repeat(body, a, s, cfg.runtime.action_repeat, cfg.runtime.event_threshold)
+            eyes, bv = enc(s)
+            t2 = time.perf_counter()
+            rule.learn(feel, eyes, bv)
+            t3 = time.perf_counter()
+            if s.dead:
+                s = body.respawn()
+                rule.new_life()
+                eyes, bv = enc(s)
+            if i >= warmup:
+                fwd.append(t1 - t0)
+                learn.append(t3 - t2)
+    n_params = sum(p.numel() for p in rule.brain.parameters())
+    return {
+        "forward_ms": round(float(np.median(fwd)) * 1000, 3), "learn_ms": round(float(np.median(learn)) * 1000, 3),
+        "step_ms": round(float(np.median(np.add(fwd, learn))) * 1000, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rule": rule.name, "params": n_params, "towers": rule.brain.towers, "threads": cfg.runtime.threads,
+        "input_hw": list(cfg.model.input_hw), "steps_measured": steps, "ring_snapshot_mb": round(rule.ring.nbytes() / 2**20 / max(len(rule.ring), 1), 3),
+    }
+
+
+# ------------------------------------------------------------------ survival benchmark
+def eval_seed_for(seed: int) -> int:
+    """Each training seed gets its own set of evaluation worlds; every policy meets the same ones."""
+    return 10_000 + 1_000 * seed
+
+
+def _job(job: dict) -> list[dict]:
+    torch.set_num_threads(1)
+    cfg = Config.from_dict(job["cfg"])
+    from sim_bridge.arena import Arena
+
+    from .evaluate import evaluate, make_policy
+    from .runtime import Runner
+
+    seed, ev_seed = job["seed"], eval_seed_for(job["seed"])
+    make_body = lambda: Arena(cfg.arena)
+    out = []
+    if job["kind"] == "baseline":
+        pol = make_policy(job["policy"], Arena(cfg.arena).spec)
+        r = evaluate(pol, make_body, cfg, job["lives"], ev_seed, cap=job["cap"])
+        r.update(seed=seed, eval_seed=ev_seed, policy=job["policy"], label=job["policy"])
+        return [r]
+    t = time.perf_counter()
+    with Arena(cfg.arena) as body:
+        runner = Runner(cfg, body, seed=seed, run_dir=job["run_dir"], progress=False)
+        summary = runner.run(job["steps"])
+    learn_s = time.perf_counter() - t
+    for greedy in (False, True):
+        pol = make_policy(job["run_dir"], Arena(cfg.arena).spec, greedy=greedy)
+        r = evaluate(pol, make_body, cfg, job["lives"], ev_seed, cap=job["cap"])
+        r.update(seed=seed, eval_seed=ev_seed, policy=job["label"], label=job["label"], rule=cfg.rule.name,
+                 learn_steps=summary["steps"], learn_body_steps=summary["body_steps"], learn_wall_s=round(learn_s, 1),
+                 learn_lives=summary["lives_completed"], rollbacks=summary["rollbacks"], faults=summary["faults"])
+        out.append(r)
+    return out
+
+
+def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, lives: int, cap: int | None,
+                   jobs: int, out_dir: str | None, label: str | None) -> dict:
+    from .evaluate import format_row
+
+    t0 = time.perf_counter()
+    out = Path(out_dir or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    cap = cap or cfg.runtime.eval_cap
+    work = []
+    for rule in rules:
+        d = cfg.to_dict()
+        d["rule"]["name"] = rule
+        lab = label if (label and len(rules) == 1) else (f"{label}:{rule}" if label else rule)
+        for s in seeds:
+            work.append({"kind": "learn", "cfg": d, "seed": s, "steps": steps, "lives": lives, "cap": cap,
+                         "run_dir": str(out / f"{lab.replace(':', '_')}-s{s}"), "label": lab})
+    for s in seeds:
+        for pol in ("random", "stationary"):
+            work.append({"kind": "baseline", "cfg": cfg.to_dict(), "seed": s, "policy": pol, "lives": lives, "cap": cap})
+    print(f"bench survival: {len(work)} jobs on {jobs} processes, {steps} learning steps per seed, "
+          f"{lives} lives per evaluation (cap {cap}), results in {out}", file=sys.stderr)
+    if jobs > 1:
+        with mp.get_context("fork").Pool(jobs) as pool:
+            results = [r for rs in pool.imap_unordered(_job, work) for r in rs]
+    else:
+        results = [r for w in work for r in _job(w)]
+    results.sort(key=lambda r: (r["seed"], r["label"], r["mode"]))
+    verdict = {}
+    for lab in sorted({r["label"] for r in results if "rule" in r}):
+        for mode in ("sample", "greedy"):
+            per_seed = {}
+            for s in seeds:
+                base = max(r["median_lifespan"] for r in results if r["seed"] == s and r["policy"] in ("random", "stationary"))
+                mine = [r for r in results if r["seed"] == s and r["label"] == lab and r["mode"] == mode]
+                if mine:
+                    per_seed[s] = {"median": mine[0]["median_lifespan"], "better_baseline": base,
+                                   "ratio": round(mine[0]["median_lifespan"] / base, 3), "passes_2x": mine[0]["median_lifespan"] >= 2 * base}
+            verdict[f"{lab}/{mode}"] = {"seeds_passing_2x": sum(v["passes_2x"] for v in per_seed.values()),
+                                        "seeds": len(per_seed), "per_seed": per_seed}
+    wall = round(time.perf_counter() - t0, 1)
+    res = {"steps": steps, "seeds": seeds, "lives": lives, "cap": cap, "wall_s": wall, "verdict": verdict,
+           "records": [{k: v for k, v in r.items() if k != "lifespans"} | {"lifespans": r["lifespans"]} for r in results]}
+    (out / "results.json").write_text(json.dumps(res, indent=1))
+    lines = [f"{'seed':>4}  {'policy':<28} {'mode':<6} {'median':>7} {'p25':>6} {'p75':>6} {'cens':>7} {'d/10k':>6} {'food':>5} {'hits':>5}"]
+    for r in results:
+        lines.append(f"{r['seed']:>4}  {r['label'][:28]:<28} {r['mode']:<6} {r['median_lifespan']:>7.0f} {r['p25']:>6.0f} {r['p75']:>6.0f} "
+                     f"{r['censored']:>3}/{r['lives']:<3} {r['deaths_per_10k']:>6.2f} {r['food_per_life']:>5.1f} {r['hazard_hits_per_life']:>5.1f}")
+    for k, v in verdict.items():
+        lines.append(f"{k}: {v['seeds_passing_2x']}/{v['seeds']} seeds reach 2x the better of random and stationary")
+    lines.append(f"wall time {wall} s")
+    table = "\n".join(lines)
+    (out / "table.txt").write_text(table + "\n")
+    print(table, file=sys.stderr)
+    return res

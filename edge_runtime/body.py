@@ -1,0 +1,130 @@
+"""The contract between brain and body.
+
+Every body (the built-in arena, a Godot world, a gymnasium env, the real robot)
+implements this one small interface. There is deliberately no field for a
+score handed out by the world: the brain learns only from what the body feels
+(HP, energy, touch, death).
+"""
+from __future__ import annotations
+
+import abc
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence, Union
+
+import numpy as np
+
+Action = Union[Mapping[str, int], Sequence[int]]
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """What a body offers the brain.
+
+    eye_shape: (H, W) of each eye image.
+    touch_channels: length of the touch vector.
+    action_heads: ordered name -> number of discrete choices.
+    control_hz: nominal control rate (steps per second) of the real body.
+    """
+
+    eye_shape: tuple[int, int]
+    touch_channels: int
+    action_heads: "OrderedDict[str, int]"
+    control_hz: float = 10.0
+    name: str = "body"
+
+    def __post_init__(self):
+        h, w = self.eye_shape
+        if h < 8 or w < 8:
+            raise ValueError(f"BodySpec({self.name}): eye_shape must be at least 8x8, got {self.eye_shape}")
+        if self.touch_channels < 0:
+            raise ValueError(f"BodySpec({self.name}): touch_channels must be >= 0")
+        if not self.action_heads:
+            raise ValueError(f"BodySpec({self.name}): at least one action head is needed")
+        for k, n in self.action_heads.items():
+            if int(n) < 2:
+                raise ValueError(f"BodySpec({self.name}): action head {k!r} needs >= 2 choices, got {n}")
+        object.__setattr__(self, "action_heads", OrderedDict((str(k), int(v)) for k, v in self.action_heads.items()))
+
+    @property
+    def n_action_logits(self) -> int:
+        return sum(self.action_heads.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "eye_shape": list(self.eye_shape),
+            "touch_channels": self.touch_channels,
+            "action_heads": dict(self.action_heads),
+            "control_hz": self.control_hz,
+        }
+
+    def normalize_action(self, action: Action) -> tuple[int, ...]:
+        """Map an action given by name (preferred) or in head order to a tuple in head order.
+
+        Actions travel by name across bridges: a positional action is accepted
+        only with exactly one value per head.
+        """
+        names = list(self.action_heads)
+        if isinstance(action, Mapping):
+            missing = [n for n in names if n not in action]
+            extra = [k for k in action if k not in self.action_heads]
+            if missing or extra:
+                raise ValueError(f"{self.name}: action keys {sorted(action)} do not match heads {names}")
+            vals = [int(action[n]) for n in names]
+        else:
+            vals = [int(v) for v in action]
+            if len(vals) != len(names):
+                raise ValueError(f"{self.name}: action has {len(vals)} values, heads are {names}")
+        for n, v in zip(names, vals):
+            if not 0 <= v < self.action_heads[n]:
+                raise ValueError(f"{self.name}: action {n}={v} out of range 0..{self.action_heads[n] - 1}")
+        return tuple(vals)
+
+
+@dataclass
+class Sense:
+    """One step of sensation."""
+
+    left: np.ndarray  # uint8 HxWx3 RGB
+    right: np.ndarray  # uint8 HxWx3 RGB
+    touch: np.ndarray  # float32 (touch_channels,)
+    hp: float  # 0..1
+    energy: float  # 0..1
+    dead: bool
+    t: float  # monotonic seconds
+    frame_id: int
+    extra: dict = field(default_factory=dict)  # body-specific diagnostics, never read by the learning rules
+
+
+class Body(abc.ABC):
+    """A body the brain can live in: reset, act, close."""
+
+    spec: BodySpec
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None) -> Sense:
+        """Start afresh (the whole world, if the body owns one). Never returns a dead body."""
+
+    @abc.abstractmethod
+    def act(self, action: Action) -> Sense:
+        """Apply one action for one control step and return what the body feels."""
+
+    def respawn(self) -> Sense:
+        """Bring a dead body back. Worlds with other inhabitants keep going; default: reset."""
+        return self.reset()
+
+    def close(self) -> None:  # idempotent by contract
+        pass
+
+    @property
+    def counters(self) -> dict:
+        """Body-specific event counters (food eaten, hits...) for reports; never used for learning."""
+        return {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,0 +1,237 @@
+"""The `edge-runtime` command.
+
+    edge-runtime --sim [--steps N] [--seed S] [--rule NAME] [--config FILE.toml] [--run-dir DIR]
+    edge-runtime run --config FILE.toml [--steps N] ...
+    edge-runtime eval --policy random|stationary|oracle|RUN_DIR|WEIGHTS --lives N --seed S [--json]
+    edge-runtime bench arena|step|survival [--json] ...
+
+Bad arguments and bad config files print one line naming the problem and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import Config, ConfigError
+
+PROG = "edge-runtime"
+log = logging.getLogger("edge_runtime")
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise UsageError(message)
+
+
+def _add_common(p: argparse.ArgumentParser, steps_default=None):
+    p.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set rule.rollback=false (repeatable)")
+    p.add_argument("--rule", help="learning rule: survival (default) | seed-v1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def parse_value(text: str):
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string
+
+
+def load_config(args) -> Config:
+    cfg = Config.load(args.config) if getattr(args, "config", None) else Config()
+    d = cfg.to_dict()
+    for item in getattr(args, "set", []) or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        key, val = item.split("=", 1)
+        sec, k = key.split(".", 1)
+        d.setdefault(sec, {})[k] = parse_value(val)
+    if getattr(args, "rule", None):
+        d["rule"]["name"] = args.rule
+    return Config.from_dict(d)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog=PROG, description="On-device learning runtime: a MobileNetV3 agent that learns every step from what its body feels.")
+    sub = p.add_subparsers(dest="cmd", parser_class=Parser)
+
+    r = sub.add_parser("run", help="run a body with learning on (the robot, or --sim for the built-in arena)")
+    _add_common(r)
+    r.add_argument("--sim", action="store_true", help="the built-in arena on this machine")
+    r.add_argument("--body", default=None, help="body to run: arena (default)")
+    r.add_argument("--steps", type=int, default=None, help="decisions to learn for (default: until Ctrl-C)")
+    r.add_argument("--run-dir", default=None, help="where to write config, metrics and weights (default: runs/<time>)")
+    r.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("eval", help="frozen evaluation of a policy over N lives")
+    _add_common(e)
+    e.add_argument("--policy", required=True, help="random | stationary | oracle | RUN_DIR | weights file")
+    e.add_argument("--lives", type=int, default=30)
+    e.add_argument("--cap", type=int, default=None, help="body steps after which a life is censored")
+    e.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling (brains only)")
+    e.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    bsub = b.add_subparsers(dest="what", parser_class=Parser)
+    ba = bsub.add_parser("arena", help="arena steps/s, rendering included")
+    _add_common(ba)
+    ba.add_argument("--steps", type=int, default=3000)
+    ba.add_argument("--json", action="store_true")
+    bs = bsub.add_parser("step", help="one agent step: forward and learn ms, peak RSS")
+    _add_common(bs)
+    bs.add_argument("--steps", type=int, default=300)
+    bs.add_argument("--warmup", type=int, default=50)
+    bs.add_argument("--json", action="store_true")
+    bv = bsub.add_parser("survival", help="learn per seed, then frozen evaluation against random and stationary")
+    _add_common(bv)
+    bv.add_argument("--seeds", default="1,2,3,4,5")
+    bv.add_argument("--steps", type=int, default=50_000)
+    bv.add_argument("--lives", type=int, default=30)
+    bv.add_argument("--cap", type=int, default=None)
+    bv.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))
+    bv.add_argument("--out", default=None, help="directory for the learned runs and the results JSON")
+    bv.add_argument("--label", default=None, help="name for this configuration in the table (e.g. an ablation)")
+    bv.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `edge-runtime --sim ...` is `edge-runtime run --sim ...`
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["run"] + argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.cmd is None:
+            raise UsageError("a command is needed (run, eval, bench) or --sim")
+        logging.basicConfig(level=getattr(logging, getattr(args, "log_level", "INFO")), stream=sys.stderr,
+                            format="<%(levelno)d>%(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(levelname)s %(name)s: %(message)s")
+        if args.cmd == "run":
+            return cmd_run(args)
+        if args.cmd == "eval":
+            return cmd_eval(args)
+        if args.cmd == "bench":
+            if args.what is None:
+                raise UsageError("bench needs one of: arena, step, survival")
+            return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival}[args.what](args)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"{PROG}: config error: {e}", file=sys.stderr)
+        return 2
+    except BodyError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class BodyError(Exception):
+    pass
+
+
+def make_body(cfg: Config, name: str | None = None):
+    name = name or "arena"
+    if name == "arena":
+        from sim_bridge.arena import Arena
+
+        return Arena(cfg.arena)
+    raise BodyError(f"--body {name!r}: unknown body (known: arena)")
+
+
+def _positive(name, v):
+    if v is not None and v <= 0:
+        raise UsageError(f"{name} must be > 0, got {v}")
+
+
+def cmd_run(args) -> int:
+    if not args.sim and not args.config:
+        raise UsageError("run needs --sim (built-in arena) or --config FILE.toml")
+    _positive("--steps", args.steps)
+    cfg = load_config(args)
+    from .runtime import Runner
+
+    run_dir = args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
+    body = make_body(cfg, "arena" if args.sim else args.body)
+    with body:
+        runner = Runner(cfg, body, seed=args.seed, run_dir=run_dir, progress=not args.no_progress)
+        log.info("%s: rule %s, %d parameters, run dir %s", body.spec.name, runner.rule.name,
+                 sum(p.numel() for p in runner.rule.brain.parameters()), run_dir)
+        summary = runner.run(args.steps)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    _positive("--lives", args.lives)
+    _positive("--cap", args.cap)
+    cfg = load_config(args)
+    from .evaluate import PolicyError, evaluate, format_row, make_policy
+
+    body = make_body(cfg)
+    try:
+        policy = make_policy(args.policy, body.spec, greedy=args.greedy)
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+    res = evaluate(policy, lambda: body, cfg, args.lives, args.seed, cap=args.cap)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(format_row(res))
+    return 0
+
+
+def cmd_bench_arena(args) -> int:
+    _positive("--steps", args.steps)
+    from .bench import bench_arena
+
+    res = bench_arena(load_config(args), args.steps, args.seed)
+    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+    return 0
+
+
+def cmd_bench_step(args) -> int:
+    _positive("--steps", args.steps)
+    from .bench import bench_step
+
+    res = bench_step(load_config(args), args.steps, args.warmup, args.seed)
+    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+    return 0
+
+
+def cmd_bench_survival(args) -> int:
+    _positive("--steps", args.steps)
+    _positive("--lives", args.lives)
+    _positive("--jobs", args.jobs)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {args.seeds!r}: expected a comma-separated list of integers") from None
+    if not seeds:
+        raise UsageError("--seeds: at least one seed")
+    rules = (args.rule or "survival").split(",")
+    cfg = load_config(argparse.Namespace(**{**vars(args), "rule": None}))
+    for r in rules:
+        Config.from_dict({**cfg.to_dict(), "rule": {**cfg.to_dict()["rule"], "name": r}})  # validates the names
+    from .bench import bench_survival
+
+    res = bench_survival(cfg, rules, seeds, args.steps, args.lives, args.cap, args.jobs, args.out, args.label)
+    print(json.dumps(res) if args.json else "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Configuration: dataclasses per section, loaded from TOML, validated with errors that name the field."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending field."""
+
+
+def check(cond: bool, where: str, msg: str):
+    if not cond:
+        raise ConfigError(f"{where}: {msg}")
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "compact"  # compact | small | large (MobileNetV3 block tables)
+    width: float = 0.5  # MobileNetV3 width multiplier
+    input_hw: tuple[int, int] = (24, 32)  # eye images are resized to this (H, W) before the model
+    norm: str = "layer"  # layer (GroupNorm(1, C) without affine, batch-1 safe) | none
+    head: str = "flatten"  # flatten keeps where things are in view; avg = MobileNetV3's global pool
+    hidden: int = 128
+    eye_skip: tuple[int, int] = (0, 0)  # (H, W) of a pooled raw-pixel path beside the trunk; (0, 0) = off
+    loss_size: int = 8  # the region read as the model's own loss
+    lr_size: int = 8  # the region read as the model's own learning rate
+    thought_size: int = 112  # fed back as next step's input; the majority of the output
+    thought_feedback: bool = True
+    towers: str = "auto"  # auto (the rule decides) | shared | split
+    sparse_init: float = 0.9
+
+    def __post_init__(self):
+        w = "model"
+        check(self.preset in ("compact", "small", "large"), f"{w}.preset", f"must be compact|small|large, got {self.preset!r}")
+        check(0.1 <= float(self.width) <= 2.0, f"{w}.width", f"must be in [0.1, 2.0], got {self.width}")
+        self.input_hw = tuple(int(x) for x in self.input_hw)
+        check(len(self.input_hw) == 2 and min(self.input_hw) >= 16, f"{w}.input_hw", f"must be [H, W] with both >= 16, got {list(self.input_hw)}")
+        check(self.norm in ("layer", "none"), f"{w}.norm", f"must be layer|none, got {self.norm!r}")
+        check(self.head in ("flatten", "avg"), f"{w}.head", f"must be flatten|avg, got {self.head!r}")
+        check(self.hidden >= 8, f"{w}.hidden", "must be >= 8")
+        self.eye_skip = tuple(int(x) for x in self.eye_skip)
+        check(len(self.eye_skip) == 2 and min(self.eye_skip) >= 0 and (min(self.eye_skip) > 0 or max(self.eye_skip) == 0),
+              f"{w}.eye_skip", f"must be [H, W] both > 0, or [0, 0] for off, got {list(self.eye_skip)}")
+        check(self.loss_size >= 1, f"{w}.loss_size", "must be >= 1")
+        check(self.lr_size >= 1, f"{w}.lr_size", "must be >= 1")
+        check(self.thought_size >= 0, f"{w}.thought_size", "must be >= 0")
+        check(self.towers in ("auto", "shared", "split"), f"{w}.towers", f"must be auto|shared|split, got {self.towers!r}")
+        check(0.0 <= self.sparse_init < 1.0, f"{w}.sparse_init", "must be in [0, 1)")
+
+
+@dataclass
+class RuleConfig:
+    name: str = "survival"
+    # shared by both rules
+    lr_min: float = 0.1
+    lr_max: float = 1.0
+    rollback: bool = True
+    rollback_every: int = 8  # K: decisions between parameter snapshots
+    rollback_depth: int = 2  # snapshots kept in the RAM ring
+    # seed-v1: plain SGD with the self-LR mapped into [seed_lr_min, seed_lr_max]
+    seed_lr_min: float = 1e-4
+    seed_lr_max: float = 1e-2
+    death_lr: float = 0.05  # seed-v1's large learning rate for the negative-loss update
+    # survival
+    gamma: float = 0.99
+    lam: float = 0.8
+    alpha: float = 1.0
+    kappa_policy: float = 3.0
+    kappa_discomfort: float = 2.0
+    entropy: float = 0.01
+    death_discomfort: float = 1.0
+    self_lr: bool = True  # False: the learning-rate region is ignored and fixed_lr_scale used
+    fixed_lr_scale: float = 1.0
+    lr_head_step: float = 0.01
+    max_abs_delta: float = 100.0  # a TD error beyond this is treated as a fault
+
+    def __post_init__(self):
+        w = "rule"
+        check(self.name in ("survival", "seed-v1"), f"{w}.name", f"unknown rule {self.name!r} (survival | seed-v1)")
+        check(0 < self.lr_min <= self.lr_max, f"{w}.lr_min", "need 0 < lr_min <= lr_max")
+        check(self.lr_max <= 1.0, f"{w}.lr_max", "must be <= 1 (it scales an overshoot-bounded step)")
+        check(0 < self.seed_lr_min <= self.seed_lr_max, f"{w}.seed_lr_min", "need 0 < seed_lr_min <= seed_lr_max")
+        check(self.death_lr > 0, f"{w}.death_lr", "must be > 0")
+        check(self.rollback_every >= 1, f"{w}.rollback_every", "must be >= 1")
+        check(self.rollback_depth >= 1, f"{w}.rollback_depth", "must be >= 1")
+        check(0 <= self.gamma < 1, f"{w}.gamma", "must be in [0, 1)")
+        check(0 <= self.lam <= 1, f"{w}.lam", "must be in [0, 1]")
+        check(self.alpha > 0, f"{w}.alpha", "must be > 0")
+        check(self.kappa_policy > 0 and self.kappa_discomfort > 0, f"{w}.kappa_policy", "kappas must be > 0")
+        check(self.entropy >= 0, f"{w}.entropy", "must be >= 0")
+        check(0 < self.fixed_lr_scale <= 1.0, f"{w}.fixed_lr_scale", "must be in (0, 1]")
+
+
+@dataclass
+class RuntimeConfig:
+    action_repeat: int = 4  # body steps per decision (ends early on a felt event)
+    event_threshold: float = 0.02  # |change| of hp/energy within a repeat that ends it early
+    threads: int = 1
+    metrics_every: int = 1
+    progress_every_s: float = 1.0
+    eval_cap: int = 5000  # body steps: lives reaching it are right-censored
+
+    def __post_init__(self):
+        check(self.action_repeat >= 1, "runtime.action_repeat", "must be >= 1")
+        check(self.threads >= 1, "runtime.threads", "must be >= 1")
+        check(self.metrics_every >= 1, "runtime.metrics_every", "must be >= 1")
+        check(self.eval_cap >= 10, "runtime.eval_cap", "must be >= 10")
+
+
+def _coerce(where: str, typ, value):
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        check(isinstance(value, bool), where, f"must be true/false, got {value!r}")
+        return value
+    if typ is int:
+        check(isinstance(value, int) and not isinstance(value, bool), where, f"must be an integer, got {value!r}")
+        return value
+    if typ is float:
+        check(isinstance(value, (int, float)) and not isinstance(value, bool), where, f"must be a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        check(isinstance(value, str), where, f"must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        check(isinstance(value, (list, tuple)), where, f"must be a list, got {value!r}")
+        args = typing.get_args(typ)
+        check(len(value) == len(args), where, f"must have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(f"{where}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
+    return value
+
+
+def build_section(cls, section: str, data: dict):
+    """Build dataclass `cls` from a dict, naming `section.key` on any problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section}: must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            raise ConfigError(f"{section}.{k}: unknown key (known: {', '.join(sorted(names))})")
+        kwargs[k] = _coerce(f"{section}.{k}", hints[k], v)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{section}: {e}") from None
+
+
+def section_to_dict(obj) -> dict:
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+@dataclass
+class Config:
+    """The whole runtime configuration. `arena` is the built-in arena's (sim_bridge.arena.ArenaConfig)."""
+
+    arena: typing.Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    extra: dict = field(default_factory=dict)  # sections owned by other parts (hardware, service, ...)
+
+    def __post_init__(self):
+        if self.arena is None:
+            from sim_bridge.arena import ArenaConfig
+
+            self.arena = ArenaConfig()
+
+    def to_dict(self) -> dict:
+        d = {
+            "arena": section_to_dict(self.arena),
+            "model": section_to_dict(self.model),
+            "rule": section_to_dict(self.rule),
+            "runtime": section_to_dict(self.runtime),
+        }
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "Config":
+        from sim_bridge.arena import ArenaConfig
+
+        known = {"arena": ArenaConfig, "model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
+        extra_ok = {"robot", "camera", "mcu", "service", "console", "checkpoint", "godot", "body"}
+        parts = {}
+        extra = {}
+        for k, v in data.items():
+            if k in known:
+                parts[k] = build_section(known[k], k, v)
+            elif k in extra_ok:
+                extra[k] = v
+            else:
+                raise ConfigError(f"{k}: unknown section (known: {', '.join(sorted(set(known) | extra_ok))})")
+        return cls(**parts, extra=extra)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        try:
+            return cls.from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    def replace(self, section: str, **changes) -> "Config":
+        """A copy with some fields of one section changed (validated again)."""
+        d = self.to_dict()
+        d[section] = {**d[section], **changes}
+        return Config.from_dict(d)

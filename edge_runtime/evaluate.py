@@ -1,0 +1,184 @@
+"""Frozen evaluation: lives from fixed world seeds, no learning, reported with medians and censoring.
+
+Each life i starts the whole world afresh from seed (eval_seed + i), so every
+policy meets the same worlds. A life that reaches the cap is right-censored:
+its true length is unknown and at least the cap. Lifespans are long-tailed, so
+the headline figures are the median and quartiles, the censored count and
+deaths per 10k body steps; the mean is given only beside them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .body import Body
+from .config import Config, ConfigError, ModelConfig
+from .rules import RULES
+from .runtime import act_repeat
+from .senses import SenseEncoder
+
+BASELINES = ("random", "stationary", "oracle")
+
+
+class PolicyError(ValueError):
+    pass
+
+
+def _stationary_action(spec) -> tuple[int, ...]:
+    # the middle choice of every head is "no motion" in the arena's heads (drive stop, turn none)
+    return tuple(n // 2 for n in spec.action_heads.values())
+
+
+class Policy:
+    """Maps a Sense to an action, with per-life state. Frozen: never learns."""
+
+    name = "policy"
+
+    def start_life(self, body: Body, seed: int):
+        pass
+
+    def __call__(self, sense):
+        raise NotImplementedError
+
+
+class RandomPolicy(Policy):
+    name = "random"
+
+    def start_life(self, body, seed):
+        self.spec = body.spec
+        self.rng = np.random.default_rng(seed + 7919)
+
+    def __call__(self, sense):
+        return tuple(int(self.rng.integers(n)) for n in self.spec.action_heads.values())
+
+
+class StationaryPolicy(Policy):
+    name = "stationary"
+
+    def start_life(self, body, seed):
+        self.action = _stationary_action(body.spec)
+
+    def __call__(self, sense):
+        return self.action
+
+
+class OracleBaseline(Policy):
+    name = "oracle"
+
+    def start_life(self, body, seed):
+        from sim_bridge.arena import Arena
+        from sim_bridge.oracle import OraclePolicy
+
+        if not isinstance(body, Arena):
+            raise PolicyError("oracle: only the built-in arena exposes the world state an oracle reads")
+        self.o = OraclePolicy(body)
+
+    def __call__(self, sense):
+        return self.o()
+
+
+class BrainPolicy(Policy):
+    """A learned brain, frozen; acts by sampling its action region (or argmax with greedy)."""
+
+    def __init__(self, rule, model_cfg: ModelConfig, greedy: bool = False, name: str = "brain"):
+        self.rule = rule
+        self.rule.learning = False
+        self.greedy = greedy
+        self.name = name
+        self.model_cfg = model_cfg
+        self.rule.brain.eval()
+
+    def start_life(self, body, seed):
+        self.enc = SenseEncoder(body.spec, self.model_cfg.input_hw)
+        self.rule.gen.manual_seed(seed + 104729)
+        self.rule.new_life()
+
+    def __call__(self, sense):
+        eyes, bodyv = self.enc(sense)
+        return self.rule.act_frozen(eyes, bodyv, greedy=self.greedy)
+
+
+def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPolicy:
+    """Load a frozen brain from a run directory (its weights.pt) or a weights file; never executes pickled code."""
+    p = Path(path)
+    if p.is_dir():
+        cands = [p / "weights.pt"]
+        p = next((c for c in cands if c.exists()), None)
+        if p is None:
+            raise PolicyError(f"{path}: no weights.pt in this run directory")
+    if not p.exists():
+        raise PolicyError(f"{path}: no such policy (random | stationary | oracle | RUN_DIR | weights file)")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or foreign file
+        raise PolicyError(f"{p}: not a readable weights file ({type(e).__name__}: {e})") from None
+    if ck.get("spec", {}).get("action_heads") != dict(spec.action_heads) or list(ck["spec"]["eye_shape"]) != list(spec.eye_shape):
+        raise PolicyError(f"{p}: made for body {ck.get('spec')}, not {spec.to_dict()}")
+    try:
+        mcfg = ModelConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["model_cfg"].items()})
+    except (TypeError, ConfigError) as e:
+        raise PolicyError(f"{p}: model config does not load ({e})") from None
+    from .config import RuleConfig
+    from .model import Brain
+
+    brain = Brain(spec, mcfg, ck["towers"])
+    brain.load_state_dict(ck["model"])
+    rule_cls = RULES[ck["rule"]]
+    rule = rule_cls.__new__(rule_cls)
+    from .rules.base import Rule
+
+    Rule.__init__(rule, brain, RuleConfig(name=ck["rule"]))
+    return BrainPolicy(rule, mcfg, greedy=greedy, name=str(path))
+
+
+def make_policy(name: str, spec, greedy: bool = False) -> Policy:
+    if name == "random":
+        return RandomPolicy()
+    if name == "stationary":
+        return StationaryPolicy()
+    if name == "oracle":
+        return OracleBaseline()
+    return load_brain_policy(name, spec, greedy)
+
+
+def evaluate(policy: Policy, make_body: Callable[[], Body], cfg: Config, lives: int, seed: int,
+             cap: int | None = None, action_repeat: int | None = None) -> dict:
+    """Run `lives` frozen lives; life i starts the world from seed + i."""
+    cap = cap or cfg.runtime.eval_cap
+    repeat = action_repeat or cfg.runtime.action_repeat
+    lengths, censored, food, hits = [], [], [], []
+    with make_body() as body:
+        for i in range(lives):
+            s = body.reset(seed=seed + i)
+            policy.start_life(body, seed + i)
+            n = 0
+            while not s.dead and n < cap:
+                a = policy(s)
+                s, feel = act_repeat(body, a, s, min(repeat, cap - n), cfg.runtime.event_threshold)
+                n += feel.body_steps
+            lengths.append(n)
+            censored.append(not s.dead)
+            cnt = body.counters
+            food.append(cnt.get("food", 0))
+            hits.append(cnt.get("hazard_hits", 0))
+    L = np.array(lengths)
+    deaths = int(np.sum(~np.array(censored)))
+    return {
+        "policy": policy.name, "mode": "greedy" if getattr(policy, "greedy", False) else "sample",
+        "lives": lives, "seed": seed, "cap": cap, "action_repeat": repeat,
+        "median_lifespan": float(np.median(L)), "p25": float(np.percentile(L, 25)), "p75": float(np.percentile(L, 75)),
+        "censored": int(np.sum(censored)), "deaths": deaths, "body_steps": int(L.sum()),
+        "deaths_per_10k": round(deaths / L.sum() * 10_000, 3), "mean_lifespan": float(L.mean()),
+        "food_per_life": float(np.mean(food)), "hazard_hits_per_life": float(np.mean(hits)),
+        "lifespans": [int(x) for x in L],
+    }
+
+
+def format_row(r: dict) -> str:
+    return (f"{r['policy'][:28]:<28} {r['mode']:<6} med {r['median_lifespan']:>7.0f}  p25 {r['p25']:>6.0f}  p75 {r['p75']:>6.0f}  "
+            f"cens {r['censored']:>3}/{r['lives']:<3} d/10k {r['deaths_per_10k']:>6.2f}  food {r['food_per_life']:>5.1f}  "
+            f"hits {r['hazard_hits_per_life']:>4.1f}")

@@ -1,0 +1,262 @@
+"""The brain's network: our own MobileNetV3 and one output tensor with named regions.
+
+Input: both eyes stacked as 6 channels, the body vector (hp, energy, touch...)
+and the thought fed back from the previous step. Output: one tensor whose
+regions are read as action logits (one block per action head), the model's own
+loss, its own learning rate, and the thought stream (the majority).
+
+Normalisation is GroupNorm with one group and no affine, i.e. LayerNorm over
+(C, H, W) of each sample: sound at batch 1, unlike BatchNorm in train mode.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .body import BodySpec
+from .config import ModelConfig
+
+# (kernel, expansion channels, out channels, squeeze-excite, activation, stride)
+# Tables follow "Searching for MobileNetV3" (Howard et al. 2019).
+BLOCKS = {
+    "large": [
+        (3, 16, 16, False, "RE", 1), (3, 64, 24, False, "RE", 2), (3, 72, 24, False, "RE", 1),
+        (5, 72, 40, True, "RE", 2), (5, 120, 40, True, "RE", 1), (5, 120, 40, True, "RE", 1),
+        (3, 240, 80, False, "HS", 2), (3, 200, 80, False, "HS", 1), (3, 184, 80, False, "HS", 1),
+        (3, 184, 80, False, "HS", 1), (3, 480, 112, True, "HS", 1), (3, 672, 112, True, "HS", 1),
+        (5, 672, 160, True, "HS", 2), (5, 960, 160, True, "HS", 1), (5, 960, 160, True, "HS", 1),
+    ],
+    "small": [
+        (3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (3, 88, 24, False, "RE", 1),
+        (5, 96, 40, True, "HS", 2), (5, 240, 40, True, "HS", 1), (5, 240, 40, True, "HS", 1),
+        (5, 120, 48, True, "HS", 1), (5, 144, 48, True, "HS", 1), (5, 288, 96, True, "HS", 2),
+        (5, 576, 96, True, "HS", 1), (5, 576, 96, True, "HS", 1),
+    ],
+    # the head of MobileNetV3-Small with a short tail: small eyes need few stages,
+    # and every parameter that carries an eligibility trace shrinks the bounded step
+    "compact": [
+        (3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (5, 96, 40, True, "HS", 2),
+    ],
+}
+LAST_CONV = {"large": 960, "small": 576, "compact": 96}
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new < 0.9 * v:
+        new += divisor
+    return new
+
+
+def norm2d(c: int, kind: str) -> nn.Module:
+    return nn.GroupNorm(1, c, affine=False) if kind == "layer" else nn.Identity()
+
+
+def act(kind: str) -> nn.Module:
+    return nn.Hardswish() if kind == "HS" else nn.ReLU()
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        mid = make_divisible(c // 4)
+        self.fc1 = nn.Conv2d(c, mid, 1)
+        self.fc2 = nn.Conv2d(mid, c, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = F.relu(self.fc1(s))
+        return x * F.hardsigmoid(self.fc2(s))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, k, exp, cout, se, nl, stride, norm):
+        super().__init__()
+        layers = []
+        if exp != cin:
+            layers += [nn.Conv2d(cin, exp, 1, bias=False), norm2d(exp, norm), act(nl)]
+        layers += [nn.Conv2d(exp, exp, k, stride, k // 2, groups=exp, bias=False), norm2d(exp, norm), act(nl)]
+        if se:
+            layers.append(SqueezeExcite(exp))
+        layers += [nn.Conv2d(exp, cout, 1, bias=False), norm2d(cout, norm)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV3(nn.Module):
+    """MobileNetV3 feature extractor (no classifier), batch-1-safe normalisation."""
+
+    def __init__(self, in_ch: int, preset: str = "compact", width: float = 1.0, norm: str = "layer", head: str = "flatten", input_hw=(24, 32)):
+        super().__init__()
+        c0 = make_divisible(16 * width)
+        layers = [nn.Conv2d(in_ch, c0, 3, 2, 1, bias=False), norm2d(c0, norm), nn.Hardswish()]
+        cin = c0
+        for k, exp, cout, se, nl, s in BLOCKS[preset]:
+            e, o = make_divisible(exp * width), make_divisible(cout * width)
+            layers.append(InvertedResidual(cin, k, e, o, se, nl, s, norm))
+            cin = o
+        clast = make_divisible(LAST_CONV[preset] * width)
+        layers += [nn.Conv2d(cin, clast, 1, bias=False), norm2d(clast, norm), nn.Hardswish()]
+        self.features = nn.Sequential(*layers)
+        self.head = head
+        with torch.no_grad():
+            y = self.features(torch.zeros(1, in_ch, *input_hw))
+        self.out_shape = tuple(y.shape[1:])
+        self.out_dim = y.numel() if head == "flatten" else y.shape[1]
+
+    def forward(self, x):
+        y = self.features(x)
+        return y.flatten(1) if self.head == "flatten" else y.mean((2, 3))
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Where each named region sits in the output tensor."""
+
+    heads: tuple[tuple[str, int], ...]
+    loss: int
+    lr: int
+    thought: int
+
+    @property
+    def actions(self) -> int:
+        return sum(n for _, n in self.heads)
+
+    @property
+    def total(self) -> int:
+        return self.actions + self.loss + self.lr + self.thought
+
+    def slices(self) -> dict[str, slice]:
+        out, i = {}, 0
+        for name, n in (("actions", self.actions), ("loss", self.loss), ("lr", self.lr), ("thought", self.thought)):
+            out[name] = slice(i, i + n)
+            i += n
+        return out
+
+
+class Tower(nn.Module):
+    """MobileNetV3 trunk on the eyes, then a small head that also sees the body vector and thought."""
+
+    def __init__(self, cfg: ModelConfig, body_dim: int, thought_dim: int, out_dim: int):
+        super().__init__()
+        self.trunk = MobileNetV3(6, cfg.preset, cfg.width, cfg.norm, cfg.head, cfg.input_hw)
+        self.skip = tuple(cfg.eye_skip) if cfg.eye_skip[0] > 0 else None
+        skip_dim = 6 * self.skip[0] * self.skip[1] if self.skip else 0
+        self.fc = nn.Linear(self.trunk.out_dim + skip_dim + body_dim + thought_dim, cfg.hidden)
+        self.out = nn.Linear(cfg.hidden, out_dim)
+
+    def hidden(self, eyes, body, thought):
+        parts = [self.trunk(eyes)]
+        if self.skip:
+            # a coarse view of the same raw pixels beside the trunk: a young trunk's features are
+            # noise, while "which colour is where" is readable from the first step
+            parts.append(F.adaptive_avg_pool2d(eyes, self.skip).flatten(1))
+        z = torch.cat(parts + [body, thought], 1)
+        z = F.layer_norm(self.fc(z), (self.fc.out_features,))
+        return F.leaky_relu(z, 0.01)
+
+    def forward(self, eyes, body, thought):
+        return self.out(self.hidden(eyes, body, thought))
+
+
+class Brain(nn.Module):
+    """The whole model. forward() returns one output tensor (1, regions.total).
+
+    towers="shared": one MobileNetV3 produces every region (the seed's layout).
+    towers="split": a policy tower produces action logits, learning rate and
+    thought; a discomfort tower produces the loss region. Separate towers keep
+    the two objectives from fighting over the same features (as in stream-x's
+    separate actor and critic); it is still one output tensor.
+    """
+
+    def __init__(self, spec: BodySpec, cfg: ModelConfig, towers: str = "shared"):
+        super().__init__()
+        if towers not in ("shared", "split"):
+            raise ValueError(f"towers must be shared|split, got {towers!r}")
+        self.spec = spec
+        self.cfg = cfg
+        self.towers = towers
+        self.regions = Regions(tuple(spec.action_heads.items()), cfg.loss_size, cfg.lr_size, cfg.thought_size)
+        self.body_dim = 2 + spec.touch_channels
+        t = cfg.thought_size
+        if towers == "shared":
+            self.policy = Tower(cfg, self.body_dim, t, self.regions.total)
+            self.discomfort = None
+        else:
+            self.policy = Tower(cfg, self.body_dim, t, self.regions.actions + t)
+            self.discomfort = Tower(cfg, self.body_dim, t, cfg.loss_size)
+            # the learning-rate region reads the policy's features without
+            # sending gradient back into them (it is trained by its own target)
+            self.lr_head = nn.Linear(cfg.hidden, cfg.lr_size)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # sparse init only where fan-in is wide (the fully connected head): a pointwise conv at
+        # narrow width has 8 inputs per channel, and zeroing 90% of them would cut it off
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                sparse_init_(m.weight, self.cfg.sparse_init if isinstance(m, nn.Linear) else 0.0)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def zero_thought(self) -> torch.Tensor:
+        return torch.zeros(1, self.cfg.thought_size)
+
+    def forward(self, eyes: torch.Tensor, body: torch.Tensor, thought: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.thought_feedback:
+            thought = torch.zeros_like(thought)
+        if self.towers == "shared":
+            return self.policy(eyes, body, thought)
+        h = self.policy.hidden(eyes, body, thought)
+        p = self.policy.out(h)
+        a = self.regions.actions
+        loss = self.discomfort(eyes, body, thought)
+        lr = self.lr_head(h.detach())
+        return torch.cat([p[:, :a], loss, lr, p[:, a:]], 1)
+
+    def split(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
+        s = self.regions.slices()
+        return {k: out[:, v] for k, v in s.items()}
+
+    def head_logits(self, actions: torch.Tensor) -> list[torch.Tensor]:
+        out, i = [], 0
+        for _, n in self.regions.heads:
+            out.append(actions[:, i:i + n])
+            i += n
+        return out
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        if self.towers == "shared":
+            return {"all": list(self.parameters())}
+        return {
+            "policy": list(self.policy.parameters()),
+            "discomfort": list(self.discomfort.parameters()),
+            "lr_head": list(self.lr_head.parameters()),
+        }
+
+
+def sparse_init_(w: torch.Tensor, sparsity: float):
+    """LeCun-uniform init with a fraction of each unit's incoming weights zeroed (stream-x's sparse init)."""
+    fan_out = w.shape[0]
+    fan_in = w[0].numel()
+    bound = math.sqrt(1.0 / fan_in)
+    with torch.no_grad():
+        w.uniform_(-bound, bound)
+        n_zero = min(int(sparsity * fan_in), fan_in - 1)  # every unit keeps at least one input
+        if n_zero:
+            flat = w.view(fan_out, fan_in)
+            for i in range(fan_out):
+                flat[i, torch.randperm(fan_in)[:n_zero]] = 0.0
+    return w
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())

@@ -1,0 +1,25 @@
+"""Learning rules, one file each. `survival` is the default; `seed-v1` is the seed's rule as written."""
+from __future__ import annotations
+
+from ..body import BodySpec
+from ..config import ModelConfig, RuleConfig
+from ..model import Brain
+from .base import Feeling, Rule
+from .seed_v1 import SeedV1
+from .survival import Survival
+
+RULES: dict[str, type[Rule]] = {"survival": Survival, "seed-v1": SeedV1}
+
+
+def build(spec: BodySpec, model_cfg: ModelConfig, rule_cfg: RuleConfig, seed: int = 0) -> Rule:
+    """A fresh brain with the tower layout the rule needs, and the rule driving it."""
+    import torch
+
+    cls = RULES[rule_cfg.name]
+    towers = cls.towers if model_cfg.towers == "auto" else model_cfg.towers
+    torch.manual_seed(seed)
+    brain = Brain(spec, model_cfg, towers)
+    return cls(brain, rule_cfg, seed=seed)
+
+
+__all__ = ["RULES", "Rule", "Feeling", "build", "Survival", "SeedV1"]

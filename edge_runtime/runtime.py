@@ -1,0 +1,196 @@
+"""The runtime loop: sense, decide, act, feel, learn; every step, while it acts.
+
+    sense = body.reset(seed)
+    loop:
+        action  = rule.decide(eyes, body)                 forward pass, thought kept
+        repeat up to action_repeat body steps (stop early on a felt event):
+            sense = body.act(action)
+        rule.learn(feeling, next eyes, next body)         loss/LR from the output, backward, update, free
+        if dead: body.respawn(); rule.new_life()          only this body comes back
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .body import Body, Sense
+from .config import Config, section_to_dict
+from .rules import Feeling, Rule, build
+from .senses import SenseEncoder
+
+log = logging.getLogger("edge_runtime.runtime")
+
+METRIC_KEYS = ("step", "body_step", "life", "hp", "energy", "self_loss", "self_lr", "lr_eff", "entropy", "td_error",
+               "discomfort", "rollbacks", "faults", "dead")
+
+
+def act_repeat(body: Body, action, sense: Sense, repeat: int, threshold: float) -> tuple[Sense, Feeling]:
+    """Hold an action for up to `repeat` body steps; stop early when the body feels an event."""
+    hp0, en0 = sense.hp, sense.energy
+    n = 0
+    for _ in range(repeat):
+        prev_hp, prev_en = sense.hp, sense.energy
+        sense = body.act(action)
+        n += 1
+        if sense.dead or sense.hp - prev_hp < -threshold or sense.energy - prev_en > threshold:
+            break
+    return sense, Feeling(sense.hp - hp0, sense.energy - en0, sense.dead, n)
+
+
+def median(xs) -> float:
+    return float(np.median(xs)) if len(xs) else float("nan")
+
+
+class Runner:
+    def __init__(self, cfg: Config, body: Body, seed: int = 0, run_dir: str | Path | None = None,
+                 rule: Rule | None = None, progress: bool = True, out=sys.stderr):
+        self.cfg = cfg
+        self.body = body
+        self.seed = seed
+        torch.set_num_threads(cfg.runtime.threads)
+        self.rule = rule or build(body.spec, cfg.model, cfg.rule, seed)
+        self.enc = SenseEncoder(body.spec, cfg.model.input_hw)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.progress = progress
+        self.out = out
+        self.stop_requested = False
+        self.lifespans: list[int] = []
+        self.body_steps = 0
+        self.life_steps = 0
+        self.last: dict = {}
+        self._metrics_f = None
+        if self.run_dir:
+            self._open_run_dir()
+
+    # ------------------------------------------------------------ run directory
+    def _open_run_dir(self):
+        d = self.run_dir
+        d.mkdir(parents=True, exist_ok=True)
+        import tomli_w
+
+        (d / "config.toml").write_text(tomli_w.dumps(self.cfg.to_dict()))
+        (d / "body_spec.json").write_text(json.dumps(self.body.spec.to_dict(), indent=1))
+        (d / "run.json").write_text(json.dumps({"seed": self.seed, "rule": self.rule.name, "towers": self.rule.brain.towers}, indent=1))
+        self._metrics_f = open(d / "metrics.jsonl", "a", buffering=1 << 16)
+        self._lives_f = open(d / "lives.jsonl", "a", buffering=1)
+
+    def save_weights(self, path: Path | None = None) -> Path | None:
+        if path is None:
+            if not self.run_dir:
+                return None
+            path = self.run_dir / "weights.pt"
+        tmp = Path(str(path) + ".tmp")
+        torch.save({"model": self.rule.brain.state_dict(), "towers": self.rule.brain.towers,
+                    "spec": self.body.spec.to_dict(), "model_cfg": section_to_dict(self.cfg.model),
+                    "rule": self.rule.name, "steps": self.rule.steps}, tmp)
+        os.replace(tmp, path)
+        return path
+
+    # ------------------------------------------------------------ the loop
+    def run(self, steps: int | None = None) -> dict:
+        """Learn for `steps` decisions (None: until stopped). Returns a summary."""
+        rt = self.cfg.runtime
+        prev_handler = None
+        try:
+            prev_handler = signal.signal(signal.SIGTERM, lambda *a: self.request_stop())
+        except ValueError:  # not in the main thread
+            pass
+        t0 = time.perf_counter()
+        t_last = t0
+        s_last = 0
+        sense = self.body.reset(seed=self.seed)
+        eyes, bodyv = self.enc(sense)
+        done = 0
+        try:
+            while not self.stop_requested and (steps is None or done < steps):
+                action = self.rule.decide(eyes, bodyv)
+                sense, feel = act_repeat(self.body, action, sense, rt.action_repeat, rt.event_threshold)
+                self.body_steps += feel.body_steps
+                self.life_steps += feel.body_steps
+                eyes, bodyv = self.enc(sense)
+                m = self.rule.learn(feel, eyes, bodyv)
+                done += 1
+                self.last = m
+                if self._metrics_f and done % rt.metrics_every == 0:
+                    self._write_metrics(m, sense)
+                if sense.dead:
+                    self._end_life()
+                    sense = self.body.respawn()
+                    self.rule.new_life()
+                    eyes, bodyv = self.enc(sense)
+                self.sense = sense
+                now = time.perf_counter()
+                if self.progress and now - t_last >= rt.progress_every_s:
+                    self._progress((done - s_last) / (now - t_last), done, sense)
+                    t_last, s_last = now, done
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping cleanly")
+        finally:
+            if prev_handler is not None:
+                signal.signal(signal.SIGTERM, prev_handler)
+            if self.progress:
+                el = time.perf_counter() - t0
+                self._progress(done / el if el > 0 else 0.0, done, getattr(self, "sense", sense))
+                self.out.write("\n")
+            wall = time.perf_counter() - t0
+            summary = self.summary(done, wall)
+            self.close_run(summary)
+        return summary
+
+    def request_stop(self):
+        self.stop_requested = True
+
+    def _end_life(self):
+        self.lifespans.append(self.life_steps)
+        if self.run_dir:
+            self._lives_f.write(json.dumps({"life": len(self.lifespans), "length": self.life_steps,
+                                            "step": self.rule.steps, "body_step": self.body_steps, **self.body.counters}) + "\n")
+        self.life_steps = 0
+
+    def _write_metrics(self, m: dict, sense: Sense):
+        rec = {"step": self.rule.steps, "body_step": self.body_steps, "life": len(self.lifespans) + 1,
+               "hp": round(sense.hp, 4), "energy": round(sense.energy, 4), "rollbacks": self.rule.rollbacks,
+               "faults": self.rule.faults, "dead": bool(sense.dead)}
+        for k in ("self_loss", "self_lr", "lr_eff", "entropy", "td_error", "discomfort"):
+            if k in m:
+                rec[k] = round(float(m[k]), 6)
+        if "fault" in m:
+            rec["fault"] = m["fault"]
+        self._metrics_f.write(json.dumps(rec) + "\n")
+
+    def _progress(self, rate: float, done: int, sense: Sense):
+        m = self.last
+        hmax = sum(math.log(n) for n in self.body.spec.action_heads.values())
+        med = median(self.lifespans[-50:])
+        line = (f"\rstep {done:>7} | {rate:6.1f} st/s | lives {len(self.lifespans) + 1:>4} | med life {med:>6.0f} | "
+                f"hp {sense.hp:.2f} en {sense.energy:.2f} | loss {m.get('self_loss', 0):+.3f} | lr {m.get('self_lr', 0):.3f} "
+                f"eff {m.get('lr_eff', 0):.1e} | H {m.get('entropy', 0):.2f}/{hmax:.2f} | td {m.get('td_error', 0):+.2f} | "
+                f"rb {self.rule.rollbacks} | faults {self.rule.faults}")
+        self.out.write(line)
+        self.out.flush()
+
+    def summary(self, done: int, wall: float) -> dict:
+        return {
+            "rule": self.rule.name, "seed": self.seed, "steps": done, "body_steps": self.body_steps,
+            "wall_s": round(wall, 2), "steps_per_s": round(done / wall, 2) if wall > 0 else None,
+            "lives_completed": len(self.lifespans), "median_lifespan_learning": median(self.lifespans),
+            "median_lifespan_last50": median(self.lifespans[-50:]), "rollbacks": self.rule.rollbacks,
+            "faults": self.rule.faults,
+        }
+
+    def close_run(self, summary: dict):
+        if self.run_dir:
+            self.save_weights()
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            self._metrics_f.close()
+            self._lives_f.close()
+            self._metrics_f = None

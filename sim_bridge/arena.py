@@ -1,0 +1,421 @@
+"""The built-in arena: a continuous 2-D world seen through two ray-cast eyes.
+
+A round differential-drive robot lives in a walled square with food (restores
+energy, is consumed and respawns), hazards (hurt on contact; some drift), and
+pillars (hard obstacles). Energy drains every step, faster when driving; at
+zero energy HP drains; HP 0 is death. Two eyes a baseline apart render
+first-person RGB by casting one ray per pixel column, so stereo disparity and
+distance shading are real. A ring of touch sensors feels nearby surfaces.
+
+Nothing here tells the brain what a colour means.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_runtime.body import Action, Body, BodySpec, Sense
+from edge_runtime.config import check
+
+ACTION_HEADS = OrderedDict([("drive", 3), ("turn", 3)])  # drive: back/stop/forward; turn: left/none/right
+DRIVE = (-1.0, 0.0, 1.0)
+TURN = (1.0, 0.0, -1.0)  # counter-clockwise positive
+
+
+@dataclass
+class ArenaConfig:
+    size: float = 10.0
+    eye_w: int = 64
+    eye_h: int = 48
+    fov_deg: float = 120.0
+    vfov_deg: float = 90.0
+    eye_baseline: float = 0.15
+    cam_height: float = 0.3
+    robot_radius: float = 0.25
+    n_food: int = 6
+    food_radius: float = 0.2
+    food_height: float = 0.4
+    food_energy: float = 0.3
+    n_hazards: int = 4
+    moving_hazards: int = 2
+    hazard_radius: float = 0.3
+    hazard_height: float = 0.6
+    hazard_speed: float = 0.02
+    hazard_damage: float = 0.25
+    n_obstacles: int = 3
+    obstacle_radius: float = 0.5
+    obstacle_height: float = 1.2
+    wall_height: float = 0.8
+    forward_speed: float = 0.1
+    back_speed: float = 0.05
+    turn_rate_deg: float = 12.0
+    energy_drain: float = 1.0 / 400.0
+    drive_cost: float = 0.5  # extra drain fraction while driving
+    starve_rate: float = 1.0 / 100.0  # HP lost per step at zero energy
+    regen_rate: float = 1.0 / 1000.0  # HP regained per step while energy is above regen_above
+    regen_above: float = 0.5
+    collision_damage: float = 0.01
+    n_touch: int = 8
+    touch_range: float = 0.2
+    control_hz: float = 10.0
+    food_color: tuple[int, int, int] = (60, 200, 60)
+    hazard_color: tuple[int, int, int] = (220, 50, 40)
+    obstacle_color: tuple[int, int, int] = (70, 90, 200)
+    wall_color: tuple[int, int, int] = (150, 150, 150)
+    floor_color: tuple[int, int, int] = (90, 75, 60)
+    sky_color: tuple[int, int, int] = (170, 200, 230)
+
+    def __post_init__(self):
+        w = "arena"
+        check(self.size >= 3.0, f"{w}.size", f"must be >= 3, got {self.size}")
+        check(self.eye_w >= 16 and self.eye_h >= 16, f"{w}.eye_w", "eye_w and eye_h must be >= 16")
+        check(10 <= self.fov_deg <= 170, f"{w}.fov_deg", "must be in [10, 170]")
+        check(10 <= self.vfov_deg <= 170, f"{w}.vfov_deg", "must be in [10, 170]")
+        check(0 <= self.eye_baseline < 2 * self.robot_radius, f"{w}.eye_baseline", "must be in [0, robot diameter)")
+        for name in ("n_food", "n_hazards", "n_obstacles", "moving_hazards", "n_touch"):
+            check(getattr(self, name) >= 0, f"{w}.{name}", "must be >= 0")
+        check(self.moving_hazards <= self.n_hazards, f"{w}.moving_hazards", "must be <= n_hazards")
+        for name in ("robot_radius", "food_radius", "hazard_radius", "obstacle_radius", "forward_speed", "energy_drain", "control_hz"):
+            check(getattr(self, name) > 0, f"{w}.{name}", "must be > 0")
+        for name in ("food_color", "hazard_color", "obstacle_color", "wall_color", "floor_color", "sky_color"):
+            c = tuple(int(x) for x in getattr(self, name))
+            check(len(c) == 3 and all(0 <= x <= 255 for x in c), f"{w}.{name}", "must be three integers 0..255")
+            setattr(self, name, c)
+        free = self.size**2 - self.n_obstacles * math.pi * (self.obstacle_radius + self.robot_radius) ** 2
+        check(free > 0.3 * self.size**2, f"{w}.n_obstacles", "obstacles leave too little free space")
+
+
+class ArenaSense(Sense):
+    """A Sense whose eye images are rendered on first access."""
+
+    def __init__(self, render, **kw):
+        self._render = render
+        self._eyes = None
+        super().__init__(left=None, right=None, **kw)
+
+    def _look(self):
+        if self._eyes is None:
+            self._eyes = self._render()
+        return self._eyes
+
+    left = property(lambda self: self._look()[0], lambda self, v: None)
+    right = property(lambda self: self._look()[1], lambda self, v: None)
+
+
+class Arena(Body):
+    """The built-in world and the one robot living in it (the default body of `--sim`)."""
+
+    def __init__(self, config: ArenaConfig | None = None):
+        self.cfg = config or ArenaConfig()
+        c = self.cfg
+        self.spec = BodySpec(
+            eye_shape=(c.eye_h, c.eye_w), touch_channels=c.n_touch, action_heads=ACTION_HEADS,
+            control_hz=c.control_hz, name="Arena",
+        )
+        self.rng = np.random.default_rng()
+        self._closed = False
+        self._counters = {"food": 0, "hazard_hits": 0, "bumps": 0}
+        self._frame = 0
+        self._rays_prepared = False
+        self._seeded = False
+
+    # ---------------------------------------------------------------- lifecycle
+    def reset(self, seed: int | None = None) -> Sense:
+        """Reset the whole world (for evaluation from a seed, or the first start)."""
+        self._check_open()
+        if seed is not None or not self._seeded:
+            self.rng = np.random.default_rng(seed)
+            self._seeded = True
+        c = self.cfg
+        self.obstacles = np.zeros((0, 2))
+        self.hazards = np.zeros((0, 2))
+        self.food = np.zeros((0, 2))
+        for _ in range(c.n_obstacles):
+            self.obstacles = np.concatenate([self.obstacles, self._free_point(c.obstacle_radius + c.robot_radius * 2.5)[None]])
+        self.hazards = np.zeros((0, 2))
+        self.food = np.zeros((0, 2))
+        for _ in range(c.n_hazards):
+            self.hazards = np.concatenate([self.hazards, self._free_point(c.hazard_radius + c.robot_radius)[None]])
+        ang = self.rng.uniform(0, 2 * math.pi, c.n_hazards)
+        self.hazard_vel = np.stack([np.cos(ang), np.sin(ang)], 1) * c.hazard_speed
+        self.hazard_vel[c.moving_hazards:] = 0.0
+        for _ in range(c.n_food):
+            self.food = np.concatenate([self.food, self._free_point(c.food_radius + 0.1)[None]])
+        self._frame = 0
+        self._place_robot()
+        return self._sense()
+
+    def respawn(self) -> Sense:
+        """Only the robot comes back; food, hazards and obstacles stay where the world has them."""
+        self._check_open()
+        self._place_robot()
+        return self._sense()
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def counters(self) -> dict:
+        """This life's events: food eaten, hazard hits, bumps."""
+        return dict(self._counters)
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError("Arena: body is closed")
+
+    def _place_robot(self):
+        c = self.cfg
+        self.pos = self._free_point(c.robot_radius + 0.3, avoid_hazards_margin=1.0)
+        self.heading = float(self.rng.uniform(-math.pi, math.pi))
+        self.hp = 1.0
+        self.energy = 1.0
+        self.dead = False
+        self._in_hazard = np.zeros(c.n_hazards, dtype=bool)
+        self._counters = {k: 0 for k in self._counters}  # per life
+
+    def _free_point(self, clearance: float, avoid_hazards_margin: float = 0.0, avoid_robot: bool = False) -> np.ndarray:
+        c = self.cfg
+        for _ in range(10_000):
+            p = self.rng.uniform(clearance, c.size - clearance, 2)
+            ok = True
+            for arr, rad, extra in ((self.obstacles, c.obstacle_radius, 0.0), (self.hazards, c.hazard_radius, avoid_hazards_margin), (self.food, c.food_radius, 0.0)):
+                finite = arr[np.isfinite(arr[:, 0])] if len(arr) else arr
+                if len(finite) and np.min(np.hypot(*(finite - p).T) - rad - extra) < clearance:
+                    ok = False
+                    break
+            if ok and avoid_robot:
+                ok = np.hypot(*(self.pos - p)) > c.robot_radius + clearance + 0.5
+            if ok:
+                return p
+        raise RuntimeError("Arena: no free space left to place an object (check arena config counts and sizes)")
+
+    # ---------------------------------------------------------------- dynamics
+    def act(self, action: Action) -> Sense:
+        self._check_open()
+        if self.dead:
+            raise RuntimeError("Arena: act() on a dead body; call respawn() or reset()")
+        c = self.cfg
+        drive_i, turn_i = self.spec.normalize_action(action)
+        drive, turn = DRIVE[drive_i], TURN[turn_i]
+        self.heading = (self.heading + turn * math.radians(c.turn_rate_deg) + math.pi) % (2 * math.pi) - math.pi
+        speed = c.forward_speed if drive > 0 else (c.back_speed if drive < 0 else 0.0)
+        v = np.array([math.cos(self.heading), math.sin(self.heading)]) * speed * (1 if drive >= 0 else -1)
+        p = self.pos + v
+        bumped = False
+        r = c.robot_radius
+        lo, hi = r, c.size - r
+        if not (lo <= p[0] <= hi and lo <= p[1] <= hi):
+            p = np.clip(p, lo, hi)
+            bumped = True
+        if len(self.obstacles):
+            d = p - self.obstacles
+            dist = np.hypot(d[:, 0], d[:, 1])
+            for i in np.nonzero(dist < r + c.obstacle_radius)[0]:
+                n = d[i] / max(dist[i], 1e-9)
+                p = self.obstacles[i] + n * (r + c.obstacle_radius)
+                bumped = True
+        self.pos = p
+        if bumped and speed > 0:
+            self.hp -= c.collision_damage
+            self._counters["bumps"] += 1
+        self._move_hazards()
+        # hazards hurt once per contact, then push the robot out
+        if len(self.hazards):
+            d = self.pos - self.hazards
+            dist = np.hypot(d[:, 0], d[:, 1])
+            touching = dist < r + c.hazard_radius
+            new_hits = touching & ~self._in_hazard
+            if new_hits.any():
+                self.hp -= c.hazard_damage * int(new_hits.sum())
+                self._counters["hazard_hits"] += int(new_hits.sum())
+            for i in np.nonzero(touching)[0]:
+                n = d[i] / max(dist[i], 1e-9)
+                self.pos = np.clip(self.hazards[i] + n * (r + c.hazard_radius + 0.02), lo, hi)
+            self._in_hazard = touching
+        # food is eaten on contact and grows back elsewhere
+        if len(self.food):
+            d = self.food - self.pos
+            eaten = np.nonzero(np.hypot(d[:, 0], d[:, 1]) < r + c.food_radius)[0]
+            for i in eaten:
+                self.energy = min(1.0, self.energy + c.food_energy)
+                self._counters["food"] += 1
+                self.food[i] = np.inf  # not an obstacle to its own replacement
+                self.food[i] = self._free_point(c.food_radius + 0.1, avoid_robot=True)
+        drain = c.energy_drain * (1.0 + (c.drive_cost if speed > 0 else 0.0))
+        self.energy = max(0.0, self.energy - drain)
+        if self.energy <= 0.0:
+            self.hp -= c.starve_rate
+        elif self.energy > c.regen_above:
+            self.hp = min(1.0, self.hp + c.regen_rate)
+        self.hp = max(0.0, self.hp)
+        self.dead = self.hp <= 0.0
+        self._frame += 1
+        return self._sense()
+
+    def _move_hazards(self):
+        c = self.cfg
+        k = c.moving_hazards
+        if k == 0:
+            return
+        vel = self.hazard_vel[:k]  # a view: edits below land in self.hazard_vel
+        # a slow random turn keeps drifting hazards from settling into a fixed orbit
+        ang = np.arctan2(vel[:, 1], vel[:, 0]) + self.rng.normal(0, 0.05, k)
+        vel[:] = np.stack([np.cos(ang), np.sin(ang)], 1) * c.hazard_speed
+        p = self.hazards[:k] + vel
+        rad = c.hazard_radius
+        for axis in range(2):
+            out = (p[:, axis] < rad) | (p[:, axis] > c.size - rad)
+            vel[out, axis] *= -1
+            p[:, axis] = np.clip(p[:, axis], rad, c.size - rad)
+        for j in range(len(self.obstacles)):
+            d = p - self.obstacles[j]
+            dist = np.hypot(d[:, 0], d[:, 1])
+            hit = dist < rad + c.obstacle_radius
+            if hit.any():
+                n = d[hit] / np.maximum(dist[hit], 1e-9)[:, None]
+                p[hit] = self.obstacles[j] + n * (rad + c.obstacle_radius)
+                v = vel[hit]
+                vel[hit] = v - 2 * np.sum(v * n, 1, keepdims=True) * n
+        self.hazards[:k] = p
+
+    # ---------------------------------------------------------------- senses
+    def _touch(self) -> np.ndarray:
+        c = self.cfg
+        n = c.n_touch
+        out = np.zeros(n, dtype=np.float32)
+        if n == 0:
+            return out
+        r = c.robot_radius
+        pts, gaps = [], []
+        for arr, rad in ((self.obstacles, c.obstacle_radius), (self.hazards, c.hazard_radius), (self.food, c.food_radius)):
+            if len(arr):
+                d = arr - self.pos
+                dist = np.hypot(d[:, 0], d[:, 1])
+                pts.append(d)
+                gaps.append(dist - r - rad)
+        x, y = self.pos
+        walls_d = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+        pts.append(walls_d)
+        gaps.append(np.array([x - r, c.size - x - r, y - r, c.size - y - r]))
+        d = np.concatenate(pts)
+        g = np.concatenate(gaps)
+        near = g < c.touch_range
+        if not near.any():
+            return out
+        rel = (np.arctan2(d[near, 1], d[near, 0]) - self.heading) % (2 * math.pi)
+        sector = np.round(rel / (2 * math.pi / n)).astype(int) % n
+        val = np.clip(1.0 - g[near] / c.touch_range, 0.0, 1.0)
+        np.maximum.at(out, sector, val.astype(np.float32))
+        return out
+
+    def _prepare_rays(self):
+        c = self.cfg
+        W, H = c.eye_w, c.eye_h
+        fov = math.radians(c.fov_deg)
+        # column i looks at angle offset +fov/2 (left) ... -fov/2 (right), on a flat image plane
+        fx = (W / 2) / math.tan(fov / 2)
+        xs = (np.arange(W) + 0.5 - W / 2) / fx
+        self._ray_off = -np.arctan(xs)  # (W,)
+        self._cos_off = np.cos(self._ray_off)
+        self._fy = (H / 2) / math.tan(math.radians(c.vfov_deg) / 2)
+        self._rows = (np.arange(H) + 0.5)[:, None]  # (H,1)
+        # floor/sky backdrop with distance shading on the floor
+        img = np.empty((H, W, 3), np.float32)
+        horizon = H / 2
+        for y in range(H):
+            yc = y + 0.5
+            if yc < horizon:
+                img[y] = np.array(c.sky_color, np.float32)
+            else:
+                dist = c.cam_height * self._fy / max(yc - horizon, 1e-3)
+                img[y] = np.array(c.floor_color, np.float32) * self._shade(dist)
+        self._backdrop = img
+        self._rays_prepared = True
+
+    @staticmethod
+    def _shade(dist):
+        return 1.0 / (1.0 + 0.12 * np.asarray(dist))
+
+    def render_eyes(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._rays_prepared:
+            self._prepare_rays()
+        c = self.cfg
+        H, W = c.eye_h, c.eye_w
+        left_dir = np.array([-math.sin(self.heading), math.cos(self.heading)])
+        eyes = np.stack([self.pos + left_dir * c.eye_baseline / 2, self.pos - left_dir * c.eye_baseline / 2])  # (2,2)
+        ang = self.heading + self._ray_off  # (W,)
+        dirs = np.stack([np.cos(ang), np.sin(ang)], -1)  # (W,2)
+        # walls: distance along each ray to the box
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tx = np.where(dirs[None, :, 0] > 0, (c.size - eyes[:, None, 0]) / dirs[None, :, 0], -eyes[:, None, 0] / dirs[None, :, 0])
+            ty = np.where(dirs[None, :, 1] > 0, (c.size - eyes[:, None, 1]) / dirs[None, :, 1], -eyes[:, None, 1] / dirs[None, :, 1])
+        tx = np.where(np.isfinite(tx) & (tx >= 0), tx, np.inf)
+        ty = np.where(np.isfinite(ty) & (ty >= 0), ty, np.inf)
+        t_wall = np.minimum(tx, ty)  # (2,W)
+        wall_id = np.where(tx < ty, np.where(dirs[None, :, 0] > 0, 1, 0), np.where(dirs[None, :, 1] > 0, 3, 2))
+        # round things: food, hazards, obstacles
+        centers = np.concatenate([self.food, self.hazards, self.obstacles]).reshape(-1, 2)
+        radii = np.concatenate([np.full(len(self.food), c.food_radius), np.full(len(self.hazards), c.hazard_radius), np.full(len(self.obstacles), c.obstacle_radius)])
+        heights = np.concatenate([np.full(len(self.food), c.food_height), np.full(len(self.hazards), c.hazard_height), np.full(len(self.obstacles), c.obstacle_height)])
+        colors = np.concatenate([np.tile(c.food_color, (len(self.food), 1)), np.tile(c.hazard_color, (len(self.hazards), 1)), np.tile(c.obstacle_color, (len(self.obstacles), 1))]).astype(np.float32).reshape(-1, 3)
+        oc = eyes[:, None, :] - centers[None, :, :]  # (2,N,2)
+        b = np.einsum("wk,enk->ewn", dirs, oc)  # (2,W,N)
+        cc = np.sum(oc * oc, -1)[:, None, :] - radii[None, None, :] ** 2  # (2,1,N)
+        disc = b * b - cc
+        sq = np.sqrt(np.maximum(disc, 0.0))
+        t = -b - sq
+        t = np.where(t > 0, t, np.where(-b + sq > 0, 1e-3, np.inf))
+        t = np.where(disc >= 0, t, np.inf)  # (2,W,N)
+        # z-buffer over walls + objects, per pixel
+        dist_all = np.concatenate([t_wall[:, :, None], t], -1)  # (2,W,N+1)
+        h_all = np.concatenate([np.full(1, c.wall_height), heights])  # (N+1,)
+        perp = dist_all * self._cos_off[None, :, None]
+        perp = np.maximum(perp, 1e-3)
+        horizon = H / 2
+        top = horizon - self._fy * (h_all[None, None, :] - c.cam_height) / perp  # (2,W,N+1)
+        bot = horizon + self._fy * c.cam_height / perp
+        rows = self._rows[None, :, :, None]  # (1,H,1,1)
+        cover = (rows >= top[:, None]) & (rows < bot[:, None]) & np.isfinite(dist_all)[:, None]  # (2,H,W,N+1)
+        depth = np.where(cover, dist_all[:, None], np.inf)
+        idx = np.argmin(depth, -1)  # (2,H,W)
+        dmin = np.take_along_axis(depth, idx[..., None], -1)[..., 0]
+        hit = np.isfinite(dmin)
+        wall_tint = np.array([[1.0], [0.85], [0.7], [0.55]], np.float32)  # a different shade per wall side
+        wall_cols = np.array(c.wall_color, np.float32)[None, :] * wall_tint  # (4,3)
+        col_wall = wall_cols[wall_id]  # (2,W,3)
+        col_obj = np.concatenate([np.zeros((1, 3), np.float32), colors])  # index 0 = wall placeholder
+        col = col_obj[idx]  # (2,H,W,3)
+        is_wall = idx == 0
+        col = np.where(is_wall[..., None], np.broadcast_to(col_wall[:, None], col.shape), col)
+        col = col * self._shade(np.where(hit, dmin, 0.0))[..., None]
+        img = np.where(hit[..., None], col, self._backdrop[None])
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        return img[0], img[1]
+
+    def _sense(self) -> Sense:
+        # the eyes are rendered when first looked at, from the world as it was at this step:
+        # inside an action repeat nobody looks at the in-between frames
+        view = (self.pos.copy(), self.heading, self.food.copy(), self.hazards.copy(), self.obstacles)
+        return ArenaSense(
+            lambda: self._render_view(view), touch=self._touch(), hp=float(self.hp), energy=float(self.energy),
+            dead=bool(self.dead), t=self._frame / self.cfg.control_hz, frame_id=self._frame,
+        )
+
+    def _render_view(self, view):
+        now = (self.pos, self.heading, self.food, self.hazards)
+        self.pos, self.heading, self.food, self.hazards, _ = view
+        try:
+            return self.render_eyes()
+        finally:
+            self.pos, self.heading, self.food, self.hazards = now
+
+    # ---------------------------------------------------------------- for the oracle and tests only
+    def world_state(self) -> dict:
+        return {
+            "pos": self.pos.copy(), "heading": self.heading, "food": self.food.copy(),
+            "hazards": self.hazards.copy(), "obstacles": self.obstacles.copy(), "hp": self.hp, "energy": self.energy,
+        }
