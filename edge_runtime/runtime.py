@@ -50,9 +50,29 @@ def median(xs) -> float:
     return float(np.median(xs)) if len(xs) else float("nan")
 
 
+class Hook:
+    """Something that rides along the loop (checkpoint timer, console, service notifier).
+
+    Hooks run in the control loop's thread and must return quickly; anything
+    slow (I/O on a serial port, disk writes) belongs in the hook's own thread.
+    """
+
+    def on_start(self, runner: "Runner") -> None:
+        pass
+
+    def on_step(self, runner: "Runner", sense: Sense, metrics: dict) -> None:
+        pass
+
+    def on_death(self, runner: "Runner", lifespan: int) -> None:
+        pass
+
+    def on_stop(self, runner: "Runner", summary: dict) -> None:
+        pass
+
+
 class Runner:
     def __init__(self, cfg: Config, body: Body, seed: int = 0, run_dir: str | Path | None = None,
-                 rule: Rule | None = None, progress: bool = True, out=sys.stderr):
+                 rule: Rule | None = None, progress: bool = True, out=sys.stderr, hooks: list[Hook] | None = None):
         self.cfg = cfg
         self.body = body
         self.seed = seed
@@ -67,6 +87,8 @@ class Runner:
         self.body_steps = 0
         self.life_steps = 0
         self.last: dict = {}
+        self.hooks: list[Hook] = list(hooks or [])
+        self.sense: Sense | None = None
         self._metrics_f = None
         if self.run_dir:
             self._open_run_dir()
@@ -108,8 +130,11 @@ class Runner:
         t_last = t0
         s_last = 0
         sense = self.body.reset(seed=self.seed)
+        self.sense = sense
         eyes, bodyv = self.enc(sense)
         done = 0
+        for h in self.hooks:
+            h.on_start(self)
         try:
             while not self.stop_requested and (steps is None or done < steps):
                 action = self.rule.decide(eyes, bodyv)
@@ -122,12 +147,17 @@ class Runner:
                 self.last = m
                 if self._metrics_f and done % rt.metrics_every == 0:
                     self._write_metrics(m, sense)
+                self.sense = sense
+                for h in self.hooks:
+                    h.on_step(self, sense, m)
                 if sense.dead:
-                    self._end_life()
+                    span = self._end_life()
+                    for h in self.hooks:
+                        h.on_death(self, span)
                     sense = self.body.respawn()
                     self.rule.new_life()
                     eyes, bodyv = self.enc(sense)
-                self.sense = sense
+                    self.sense = sense
                 now = time.perf_counter()
                 if self.progress and now - t_last >= rt.progress_every_s:
                     self._progress((done - s_last) / (now - t_last), done, sense)
@@ -139,22 +169,26 @@ class Runner:
                 signal.signal(signal.SIGTERM, prev_handler)
             if self.progress:
                 el = time.perf_counter() - t0
-                self._progress(done / el if el > 0 else 0.0, done, getattr(self, "sense", sense))
+                self._progress(done / el if el > 0 else 0.0, done, self.sense)
                 self.out.write("\n")
             wall = time.perf_counter() - t0
             summary = self.summary(done, wall)
             self.close_run(summary)
+            for h in self.hooks:
+                h.on_stop(self, summary)
         return summary
 
     def request_stop(self):
         self.stop_requested = True
 
-    def _end_life(self):
+    def _end_life(self) -> int:
+        span = self.life_steps
         self.lifespans.append(self.life_steps)
         if self.run_dir:
             self._lives_f.write(json.dumps({"life": len(self.lifespans), "length": self.life_steps,
                                             "step": self.rule.steps, "body_step": self.body_steps, **self.body.counters}) + "\n")
         self.life_steps = 0
+        return span
 
     def _write_metrics(self, m: dict, sense: Sense):
         rec = {"step": self.rule.steps, "body_step": self.body_steps, "life": len(self.lifespans) + 1,
