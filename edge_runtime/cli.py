@@ -105,11 +105,16 @@ def build_parser() -> Parser:
     bv.add_argument("--out", default=None, help="directory for the learned runs and the results JSON")
     bv.add_argument("--label", default=None, help="name for this configuration in the table (e.g. an ablation)")
     bv.add_argument("--json", action="store_true")
+    sub.add_parser("virtual-mcu", help="a virtual microcontroller behind a pty: prints its device path (see --help)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["virtual-mcu"]:  # its own options and stdin commands (hardware/virtual_mcu.py)
+        from hardware.virtual_mcu import serve
+
+        return serve(argv[1:])
     # `edge-runtime --sim ...` is `edge-runtime run --sim ...`
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["run"] + argv
@@ -144,12 +149,20 @@ class BodyError(Exception):
 
 
 def make_body(cfg: Config, name: str | None = None):
-    name = name or "arena"
+    name = name or ("robot" if {"robot", "camera", "mcu"} & set(cfg.extra) else "arena")
     if name == "arena":
         from sim_bridge.arena import Arena
 
         return Arena(cfg.arena)
-    raise BodyError(f"--body {name!r}: unknown body (known: arena)")
+    if name == "robot":
+        from hardware.camera import CameraError
+        from hardware.robot import build_robot_body
+
+        try:
+            return build_robot_body(cfg)
+        except CameraError as e:
+            raise BodyError(str(e)) from None
+    raise BodyError(f"--body {name!r}: unknown body (known: arena, robot)")
 
 
 def _positive(name, v):

@@ -1,5 +1,10 @@
 """The real body: stereo cameras, the serial link to the microcontroller, a virtual MCU, reference firmware.
 
-Not built yet (issue: "The real body"). The package exists so the layout and
-the distribution are in place; nothing here pretends to work.
+    protocol      serial protocol v1 (COBS + CRC-16, sequence numbers, messages); docs/serial-protocol.md
+    mcu_link      host side of the link: reader thread, bad-frame counting, silence detection, reconnect, stop on exit
+    virtual_mcu   the firmware's behaviour plus a simulated robot behind a real pty (`edge-runtime virtual-mcu`)
+    camera        stereo camera interface: replay, OpenCV V4L2, picamera2 (lazy), Jetson GStreamer
+    robot         RobotBody: the body contract on real (or virtual) hardware; docs/hardware.md
+    firmware/     reference Arduino-compatible firmware; its frame code is tested on the host with g++
+    bench         `python -m hardware.bench`: loop rate, serial round trip, bad-frame handling figures
 """

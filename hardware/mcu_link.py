@@ -1,0 +1,295 @@
+"""The host side of the serial link to the microcontroller.
+
+A reader thread owns the port: it opens it (by a stable path such as
+/dev/serial/by-id/...), says hello, decodes frames (bad ones are dropped and
+counted), keeps the latest sensor report, echoes nothing, sends heartbeats and
+measures their round trip. A silent MCU (no frame for `silent_s`) or a failed
+read closes the port; it is reopened with exponential backoff. close() sends
+STOP (and a zero motor command) before letting go of the port.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import protocol as P
+
+log = logging.getLogger("hardware.mcu_link")
+
+
+class McuLinkError(RuntimeError):
+    pass
+
+
+@dataclass
+class LinkStats:
+    connects: int = 0
+    reconnects: int = 0
+    open_failures: int = 0
+    silent_events: int = 0
+    read_errors: int = 0
+    write_errors: int = 0
+    dropped_writes: int = 0  # commands not sent because the link was down
+    reports: int = 0
+    version_mismatch: int = 0
+    faults: dict = field(default_factory=dict)  # fault name -> count
+    rtt_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+
+
+@dataclass
+class Report:
+    """A sensor report and when the host received it (time.monotonic())."""
+
+    msg: P.SensorReport
+    t: float
+    seq: int
+
+
+class McuLink:
+    def __init__(self, port: str, baud: int = 115200, silent_s: float = 0.5, heartbeat_s: float = 0.1,
+                 backoff_s: float = 0.05, backoff_max_s: float = 2.0, serial_factory=None):
+        self.port = port
+        self.baud = baud
+        self.silent_s = silent_s
+        self.heartbeat_s = heartbeat_s
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self._factory = serial_factory
+        self.dec = P.StreamDecoder()
+        self.enc = P.Encoder()
+        self.stats = LinkStats()
+        self.hello: P.Hello | None = None
+        self.latest: Report | None = None
+        self._ser = None
+        self._wlock = threading.Lock()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._hb_sent: dict[int, float] = {}
+        self._hb_token = 0
+        self.connected = False
+        self.last_rx = 0.0
+        self._sent_t: dict[int, float] = {}  # motor command seq -> send time (command-to-ack latency)
+        self.ack_ms: deque = deque(maxlen=1000)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self, wait_s: float = 0.0) -> "McuLink":
+        """Start the reader thread; with wait_s > 0 wait that long for the MCU's hello (McuLinkError if none)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"mcu-link {self.port}", daemon=True)
+            self._thread.start()
+        if wait_s > 0 and not self.wait_connected(wait_s):
+            self.close()
+            raise McuLinkError(f"MCU on {self.port}: no hello within {wait_s:.1f} s "
+                               f"(open failures {self.stats.open_failures}, bad frames {self.dec.stats.bad_frames})")
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        with self._cond:
+            while not (self.connected and self.hello is not None):
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self):
+        """Stop the motors and let go of the port. Idempotent."""
+        if self._stop.is_set():
+            return
+        try:
+            self.stop_motors()
+        finally:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(timeout=2)
+            self._close_port()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ---------------------------------------------------------------- sending
+    def _write(self, msg) -> bool:
+        with self._wlock:
+            ser = self._ser
+            if ser is None or not self.connected:
+                self.stats.dropped_writes += 1
+                return False
+            frame = self.enc.frame(msg)
+            try:
+                ser.write(frame)
+                return True
+            except Exception as e:  # SerialException, OSError, termios.error: the port is gone
+                self.stats.write_errors += 1
+                log.debug("write to %s failed: %s", self.port, e)
+                return False
+
+    def send_motor(self, left: int, right: int) -> bool:
+        with self._wlock:
+            seq = self.enc.seq
+        ok = self._write(P.MotorCommand(left, right))
+        if ok:
+            self._sent_t[seq] = time.monotonic()
+            if len(self._sent_t) > 256:
+                self._sent_t.pop(next(iter(self._sent_t)))
+        return ok
+
+    def stop_motors(self) -> bool:
+        a = self._write(P.Stop())
+        b = self._write(P.MotorCommand(0, 0))
+        return a and b
+
+    def send_state(self, dead: bool) -> bool:
+        return self._write(P.State(P.STATE_DEAD if dead else P.STATE_ALIVE))
+
+    def wait_report(self, newer_than: float, timeout: float) -> Report | None:
+        """The first report received after `newer_than` (monotonic), or None on timeout."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while self.latest is None or self.latest.t <= newer_than:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            return self.latest
+
+    @property
+    def alive(self) -> bool:
+        return self.connected and time.monotonic() - self.last_rx < self.silent_s
+
+    def counters(self) -> dict:
+        s = self.stats
+        d = {"connects": s.connects, "reconnects": s.reconnects, "silent_events": s.silent_events,
+             "read_errors": s.read_errors, "write_errors": s.write_errors, "dropped_writes": s.dropped_writes,
+             "reports": s.reports, "version_mismatch": s.version_mismatch,
+             **{f"rx_{k}": v for k, v in self.dec.stats.as_dict().items()},
+             **{f"fault_{k}": v for k, v in s.faults.items()}}
+        if s.rtt_ms:
+            r = sorted(s.rtt_ms)
+            d["rtt_ms_median"] = round(r[len(r) // 2], 3)
+            d["rtt_ms_p95"] = round(r[int(len(r) * 0.95)], 3)
+        return d
+
+    # ---------------------------------------------------------------- the reader thread
+    def _open(self):
+        if self._factory is not None:
+            return self._factory(self.port, self.baud)
+        import serial
+
+        return serial.Serial(self.port, self.baud, timeout=0.02, write_timeout=0.2)
+
+    def _close_port(self):
+        with self._wlock:
+            ser, self._ser = self._ser, None
+            was = self.connected
+            self.connected = False
+        if ser is not None:
+            try:
+                ser.close()
+            except Exception:
+                pass
+        if was:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _run(self):
+        backoff = self.backoff_s
+        first = True
+        while not self._stop.is_set():
+            try:
+                ser = self._open()
+            except Exception as e:
+                self.stats.open_failures += 1
+                if self.stats.open_failures == 1 or self.stats.open_failures % 20 == 0:
+                    log.warning("MCU port %s: cannot open (%s); retrying", self.port, e)
+                self._stop.wait(backoff)
+                backoff = min(self.backoff_max_s, backoff * 2)
+                continue
+            try:
+                ser.reset_input_buffer()
+            except Exception:
+                pass
+            with self._wlock:
+                self._ser = ser
+                self.connected = True
+            self.stats.connects += 1
+            if not first:
+                self.stats.reconnects += 1
+                log.info("MCU port %s: reconnected", self.port)
+            first = False
+            self.dec.buf.clear()
+            self.dec.reset_sequence()
+            self.hello = None
+            self.last_rx = time.monotonic()
+            self._write(P.Hello(P.PROTOCOL_VERSION, 0, 0, 0, "edge-runtime"))
+            reason = self._pump(ser)
+            got_hello = self.hello is not None
+            self._close_port()
+            if self._stop.is_set():
+                break
+            log.warning("MCU port %s: %s; reconnecting", self.port, reason)
+            if got_hello:  # the connection worked: start the backoff afresh
+                backoff = self.backoff_s
+            self._stop.wait(backoff)
+            backoff = min(self.backoff_max_s, backoff * 2)
+
+    def _pump(self, ser) -> str:
+        next_hb = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                data = ser.read(max(1, ser.in_waiting))
+            except Exception as e:
+                self.stats.read_errors += 1
+                return f"read failed ({e})"
+            now = time.monotonic()
+            if data:
+                for rec in self.dec.feed(data):
+                    self._on_message(rec, now)
+            if now - self.last_rx > self.silent_s:
+                self.stats.silent_events += 1
+                return "silent"
+            if now >= next_hb:
+                next_hb = now + self.heartbeat_s
+                self._hb_token = (self._hb_token + 1) & 0xFFFFFFFF
+                self._hb_sent[self._hb_token] = time.perf_counter()
+                if len(self._hb_sent) > 64:
+                    self._hb_sent.pop(next(iter(self._hb_sent)))
+                if not self._write(P.Heartbeat(self._hb_token)):
+                    return "write failed"
+        return "closed"
+
+    def _on_message(self, rec: P.Received, now: float):
+        self.last_rx = now
+        msg = rec.msg
+        if isinstance(msg, P.SensorReport):
+            self.stats.reports += 1
+            sent = self._sent_t.pop(msg.ack_seq, None)
+            if sent is not None:
+                self.ack_ms.append((now - sent) * 1000)
+            with self._cond:
+                self.latest = Report(msg, now, rec.seq)
+                self._cond.notify_all()
+        elif isinstance(msg, P.Heartbeat):
+            t = self._hb_sent.pop(msg.token, None)
+            if t is not None:
+                self.stats.rtt_ms.append((time.perf_counter() - t) * 1000)
+        elif isinstance(msg, P.Hello):
+            if msg.version != P.PROTOCOL_VERSION:
+                self.stats.version_mismatch += 1
+                log.error("MCU on %s speaks protocol v%d, this host v%d: motors stay locked; update the firmware",
+                          self.port, msg.version, P.PROTOCOL_VERSION)
+            with self._cond:
+                self.hello = msg
+                self._cond.notify_all()
+        elif isinstance(msg, P.Fault):
+            self.stats.faults[msg.name] = self.stats.faults.get(msg.name, 0) + 1
+            if msg.code not in (P.FAULT_FAILSAFE, P.FAULT_BAD_FRAME):
+                log.warning("MCU on %s: fault %s (detail %d)", self.port, msg.name, msg.detail)

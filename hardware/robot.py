@@ -1,0 +1,357 @@
+"""The real robot as a Body: stereo camera + MCU link + the mapping from hardware to what the body feels.
+
+    battery (filtered mV)            -> energy 0..1 (empty_mv .. full_mv)
+    bump events (MCU bump counter)   -> injury: hp -= bump_damage each
+    motor current above spike_ma     -> injury: hp -= spike_damage_per_s while it lasts
+    tilt flag                        -> death (if tilt_is_death)
+    no injury for regen_delay_s      -> hp += regen_per_s (slow recovery)
+    hp <= 0, or battery below critical_mv for critical_hold_s -> death
+
+On death the motors are stopped, the MCU is told (it blinks its LED and
+refuses to drive), and respawn() waits to be revived: the MCU's button, a
+timeout, or revive() (console), as robot.revive says. Action heads are ordered
+like the arena's (drive: back/stop/forward, turn: left/none/right), so the
+same brain config fits both bodies.
+
+Config sections: [robot] (RobotConfig), [camera] (hardware.camera.CameraConfig),
+[mcu] (McuConfig; port = "virtual" starts a virtual MCU in this process, its
+settings in [mcu.virtual]). docs/hardware.md documents every field.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_runtime.body import Action, Body, BodySpec, Sense
+from edge_runtime.config import ConfigError, build_section, check
+from sim_bridge.arena import ACTION_HEADS, DRIVE, TURN  # the same heads, order and meaning as the arena
+
+from . import protocol as P
+from .camera import CameraConfig, StereoCamera, open_stereo
+from .mcu_link import McuLink, McuLinkError
+
+log = logging.getLogger("hardware.robot")
+
+
+
+@dataclass
+class RobotConfig:
+    eye_h: int = 48
+    eye_w: int = 64
+    control_hz: float = 10.0  # body steps per second; 0 = as fast as camera and loop allow
+    drive_power: int = 600  # permille of full motor power for drive forward/back
+    turn_power: int = 400  # permille added/subtracted per side for a turn
+    full_mv: int = 8400  # energy 1.0
+    empty_mv: int = 6600  # energy 0.0
+    critical_mv: int = 6500  # below this (filtered) for critical_hold_s: death
+    critical_hold_s: float = 1.0
+    battery_filter_s: float = 1.0  # time constant of the battery low-pass (sag under load, noise)
+    bump_damage: float = 0.2  # hp per bump event
+    spike_ma: int = 1800  # motor current counted as a collision/stall
+    spike_damage_per_s: float = 0.5
+    tilt_is_death: bool = True
+    regen_per_s: float = 0.01  # slow hp recovery
+    regen_delay_s: float = 3.0  # ...starting this long after the last injury
+    revive: str = "button"  # button | timeout | manual | "button,timeout" ...; revive() always works
+    revive_timeout_s: float = 30.0
+    revive_min_energy: float = 0.2  # a body that died of a flat battery comes back only above this
+    report_timeout_s: float = 0.5  # a sensor report older than this marks the step as link-down
+    link_wait_s: float = 3.0  # how long one step waits for a lost MCU link to come back
+
+    def __post_init__(self):
+        w = "robot"
+        check(self.eye_h >= 16 and self.eye_w >= 16, f"{w}.eye_h", "eye_h and eye_w must be >= 16")
+        check(self.control_hz >= 0, f"{w}.control_hz", "must be >= 0")
+        check(0 < self.drive_power <= P.MOTOR_MAX, f"{w}.drive_power", f"must be in 1..{P.MOTOR_MAX}")
+        check(0 <= self.turn_power <= P.MOTOR_MAX, f"{w}.turn_power", f"must be in 0..{P.MOTOR_MAX}")
+        check(self.empty_mv < self.full_mv, f"{w}.empty_mv", "must be < full_mv")
+        check(self.critical_mv <= self.empty_mv, f"{w}.critical_mv", "must be <= empty_mv")
+        check(self.critical_hold_s >= 0, f"{w}.critical_hold_s", "must be >= 0")
+        check(self.battery_filter_s >= 0, f"{w}.battery_filter_s", "must be >= 0")
+        check(0 <= self.bump_damage <= 1, f"{w}.bump_damage", "must be in [0, 1]")
+        check(self.spike_ma > 0, f"{w}.spike_ma", "must be > 0")
+        check(self.spike_damage_per_s >= 0, f"{w}.spike_damage_per_s", "must be >= 0")
+        check(self.regen_per_s >= 0, f"{w}.regen_per_s", "must be >= 0")
+        check(self.regen_delay_s >= 0, f"{w}.regen_delay_s", "must be >= 0")
+        modes = [m.strip() for m in self.revive.split(",") if m.strip()]
+        check(bool(modes) and all(m in ("button", "timeout", "manual") for m in modes), f"{w}.revive",
+              f"must be button, timeout, manual or a comma list of them, got {self.revive!r}")
+        check(self.revive_timeout_s > 0, f"{w}.revive_timeout_s", "must be > 0")
+        check(0 <= self.revive_min_energy < 1, f"{w}.revive_min_energy", "must be in [0, 1)")
+        check(self.report_timeout_s > 0, f"{w}.report_timeout_s", "must be > 0")
+        check(self.link_wait_s >= 0, f"{w}.link_wait_s", "must be >= 0")
+
+    @property
+    def revive_modes(self) -> set[str]:
+        return {m.strip() for m in self.revive.split(",") if m.strip()}
+
+
+@dataclass
+class McuConfig:
+    port: str = "virtual"  # serial device (prefer /dev/serial/by-id/...), or "virtual" for an in-process virtual MCU
+    baud: int = 115200
+    connect_timeout_s: float = 5.0
+    silent_s: float = 0.5  # no frame for this long: the MCU is silent, reopen the port
+    heartbeat_s: float = 0.1
+    touch: int = -1  # expected touch channels; -1: whatever the MCU's hello says
+    virtual: dict = field(default_factory=dict)  # [mcu.virtual]: hardware.virtual_mcu.VirtualMcuConfig fields
+
+    def __post_init__(self):
+        w = "mcu"
+        check(bool(self.port), f"{w}.port", "a serial device path or \"virtual\" is needed")
+        check(self.baud > 0, f"{w}.baud", "must be > 0")
+        check(self.connect_timeout_s > 0, f"{w}.connect_timeout_s", "must be > 0")
+        check(self.silent_s > 0, f"{w}.silent_s", "must be > 0")
+        check(0 < self.heartbeat_s < self.silent_s, f"{w}.heartbeat_s", "must be > 0 and < silent_s")
+        check(-1 <= self.touch <= P.MAX_TOUCH, f"{w}.touch", f"must be -1 or 0..{P.MAX_TOUCH}")
+        check(isinstance(self.virtual, dict), f"{w}.virtual", "must be a table")
+
+
+def robot_configs(extra: dict) -> tuple[RobotConfig, CameraConfig, McuConfig]:
+    """Build the three sections from Config.extra, naming `section.key` on any problem."""
+    if "camera" not in extra:
+        raise ConfigError("camera: section needed for the robot body ([camera] backend, left, right)")
+    return (build_section(RobotConfig, "robot", extra.get("robot", {})),
+            build_section(CameraConfig, "camera", extra["camera"]),
+            build_section(McuConfig, "mcu", extra.get("mcu", {})))
+
+
+class RobotBody(Body):
+    def __init__(self, robot: RobotConfig, camera: CameraConfig | StereoCamera, mcu: McuConfig):
+        self.cfg = robot
+        self.mcu_cfg = mcu
+        self.vmcu = None
+        self.link: McuLink | None = None
+        self.camera: StereoCamera | None = None
+        self._closed = False
+        self._revive = threading.Event()
+        self.counts = {"deaths": 0, "bumps": 0, "revived": 0, "link_down_steps": 0, "battery_deaths": 0,
+                       "tilt_deaths": 0, "late_reports": 0}
+        try:
+            port = mcu.port
+            if port == "virtual":
+                from .virtual_mcu import VirtualMCU, VirtualMcuConfig
+
+                try:
+                    vcfg = VirtualMcuConfig(**mcu.virtual)
+                except TypeError as e:
+                    raise ConfigError(f"mcu.virtual: {e}") from None
+                self.vmcu = VirtualMCU(vcfg)
+                port = self.vmcu.start()
+                log.info("virtual MCU on %s", port)
+            self.link = McuLink(port, mcu.baud, silent_s=mcu.silent_s, heartbeat_s=mcu.heartbeat_s)
+            self.link.start(wait_s=mcu.connect_timeout_s)
+            n_touch = self.link.hello.n_touch
+            if mcu.touch >= 0 and mcu.touch != n_touch:
+                raise ConfigError(f"mcu.touch: config says {mcu.touch} touch channels, the MCU on {port} reports {n_touch}")
+            self.spec = BodySpec(eye_shape=(robot.eye_h, robot.eye_w), touch_channels=n_touch,
+                                 action_heads=ACTION_HEADS, control_hz=robot.control_hz or 10.0, name="Robot")
+            self.camera = camera if isinstance(camera, StereoCamera) else open_stereo(camera, (robot.eye_h, robot.eye_w))
+        except BaseException:
+            self.close()
+            raise
+        self._init_state()
+
+    # ---------------------------------------------------------------- state
+    def _init_state(self):
+        now = time.monotonic()
+        self.hp = 1.0
+        self.dead = False
+        self.cause = ""
+        self.t_death = 0.0
+        self.mv_f: float | None = None
+        self.last_bumps: int | None = None
+        self.last_injury = -1e9
+        self.t_last = now
+        self.t_next = now
+        self.critical_since: float | None = None
+        self.button_prev = False
+        self.touch = np.zeros(self.spec.touch_channels, np.float32)
+        self.report: P.SensorReport | None = None
+        self.link_ok = False
+
+    def revive(self):
+        """Bring a dead body back (console command). Works whatever robot.revive says."""
+        self._revive.set()
+
+    @property
+    def energy(self) -> float:
+        c = self.cfg
+        if self.mv_f is None:
+            return 1.0
+        return float(min(1.0, max(0.0, (self.mv_f - c.empty_mv) / (c.full_mv - c.empty_mv))))
+
+    @property
+    def counters(self) -> dict:
+        d = dict(self.counts)
+        if self.link:
+            d.update({f"mcu_{k}": v for k, v in self.link.counters().items()})
+        if self.camera:
+            d.update({f"cam_{k}": v for k, v in self.camera.stats.as_dict().items()})
+        return d
+
+    # ---------------------------------------------------------------- the contract
+    def reset(self, seed: int | None = None) -> Sense:
+        self.link.stop_motors()
+        self.link.send_state(False)
+        self._init_state()
+        sense = self._sense(feel=False)
+        if self.mv_f is not None and self.mv_f < self.cfg.critical_mv:  # never hand out a dead body
+            self.dead, self.cause, self.t_death = True, "battery", time.monotonic()
+            return self.respawn()
+        return sense
+
+    def act(self, action: Action) -> Sense:
+        if self.dead:
+            raise RuntimeError("Robot: act() on a dead body; call respawn() first")
+        drive, turn = self.spec.normalize_action(action)
+        c = self.cfg
+        d, t = DRIVE[drive] * c.drive_power, TURN[turn] * c.turn_power
+        self.link.send_motor(int(d - t), int(d + t))
+        if c.control_hz > 0:  # hold the action for one control period
+            self.t_next = max(self.t_next + 1.0 / c.control_hz, time.monotonic() - 1.0 / c.control_hz)
+            wait = self.t_next - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        sense = self._sense(feel=True)
+        if sense.dead:
+            self._die()
+        return sense
+
+    def respawn(self) -> Sense:
+        """Wait until revived (button / timeout / revive(), per robot.revive), then come back with full HP."""
+        c = self.cfg
+        modes = c.revive_modes
+        if not self.dead:
+            return self._sense(feel=False)
+        self.link.stop_motors()
+        self.link.send_state(True)
+        self._revive.clear()
+        log.info("dead (%s): waiting to be revived by %s", self.cause, " or ".join(sorted(modes | {"revive()"})))
+        said_battery = False
+        last_state = time.monotonic()
+        while not self._closed:
+            self._sense(feel=False)  # keep reading the board (battery, button)
+            now = time.monotonic()
+            if now - last_state > 0.5:  # repeat: a board that rebooted must learn it is dead
+                self.link.send_state(True)
+                last_state = now
+            pressed = self.report is not None and bool(self.report.flags & P.FLAG_BUTTON)
+            trig = self._revive.is_set() or ("button" in modes and pressed and not self.button_prev) \
+                or ("timeout" in modes and now - self.t_death >= c.revive_timeout_s)
+            self.button_prev = pressed
+            if trig:
+                if self.cause == "battery" and self.energy < c.revive_min_energy:
+                    if not said_battery:
+                        log.warning("revive asked, but the battery is at %.0f mV: charge or swap it", self.mv_f or 0)
+                        said_battery = True
+                    self._revive.clear()
+                else:
+                    break
+            time.sleep(0.02)
+        self._revive.clear()
+        self.counts["revived"] += 1
+        self.hp = 1.0
+        self.dead = False
+        self.cause = ""
+        self.critical_since = None
+        self.last_injury = -1e9
+        self.link.send_state(False)
+        self.t_next = time.monotonic()
+        log.info("revived")
+        return self._sense(feel=False)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        if self.link is not None:
+            self.link.close()  # sends STOP before letting go of the port
+        if self.camera is not None:
+            self.camera.close()
+        if self.vmcu is not None:
+            self.vmcu.close()
+
+    # ---------------------------------------------------------------- hardware -> feeling
+    def _die(self):
+        self.counts["deaths"] += 1
+        self.t_death = time.monotonic()
+        self.link.stop_motors()
+        self.link.send_state(True)
+        log.info("death: %s", self.cause)
+
+    def _fresh_report(self) -> P.SensorReport | None:
+        c = self.cfg
+        latest = self.link.latest
+        now = time.monotonic()
+        if latest is not None and now - latest.t <= c.report_timeout_s:
+            return latest.msg
+        self.counts["late_reports"] += 1
+        rep = self.link.wait_report(now - c.report_timeout_s, c.link_wait_s)  # the link may be reconnecting
+        return rep.msg if rep is not None else None
+
+    def _sense(self, feel: bool) -> Sense:
+        c = self.cfg
+        frame = self.camera.read()
+        rep = self._fresh_report()
+        now = time.monotonic()
+        dt = max(0.0, min(1.0, now - self.t_last))
+        self.t_last = now
+        self.link_ok = rep is not None
+        if rep is None:
+            self.counts["link_down_steps"] += 1
+        else:
+            self.report = rep
+            a = 1.0 if self.mv_f is None or c.battery_filter_s == 0 else 1 - math.exp(-dt / c.battery_filter_s)
+            self.mv_f = rep.battery_mv if self.mv_f is None else self.mv_f + a * (rep.battery_mv - self.mv_f)
+            self.touch = np.asarray(rep.touch[: self.spec.touch_channels], np.float32) / 255.0
+            if self.touch.shape[0] < self.spec.touch_channels:
+                self.touch = np.pad(self.touch, (0, self.spec.touch_channels - self.touch.shape[0]))
+            new_bumps = 0 if self.last_bumps is None else (rep.bumps - self.last_bumps) & 0xFF
+            self.last_bumps = rep.bumps
+            if feel and not self.dead:
+                injury = new_bumps * c.bump_damage
+                if max(abs(rep.current_left_ma), abs(rep.current_right_ma)) > c.spike_ma or rep.flags & P.FLAG_STALL:
+                    injury += c.spike_damage_per_s * dt
+                self.counts["bumps"] += new_bumps
+                if injury > 0:
+                    self.hp -= injury
+                    self.last_injury = now
+                elif now - self.last_injury >= c.regen_delay_s:
+                    self.hp = min(1.0, self.hp + c.regen_per_s * dt)
+                if rep.flags & P.FLAG_TILT and c.tilt_is_death:
+                    self.hp = 0.0
+                    self.cause = "tilt"
+                    self.counts["tilt_deaths"] += 1
+                if self.mv_f < c.critical_mv:
+                    self.critical_since = now if self.critical_since is None else self.critical_since
+                    if now - self.critical_since >= c.critical_hold_s and not self.cause:
+                        self.cause = "battery"
+                        self.counts["battery_deaths"] += 1
+                        self.dead = True
+                else:
+                    self.critical_since = None
+                if self.hp <= 0:
+                    self.hp = 0.0
+                    self.cause = self.cause or "injury"
+                    self.dead = True
+        extra = {"link": self.link_ok, "skew_ms": frame.skew_ms, "stale": frame.stale,
+                 "battery_mv": rep.battery_mv if rep else None, "flags": rep.flags if rep else None}
+        if self.dead:
+            extra["cause"] = self.cause
+        return Sense(left=frame.left, right=frame.right, touch=self.touch.copy(), hp=float(self.hp),
+                     energy=self.energy, dead=bool(self.dead), t=now, frame_id=frame.frame_id, extra=extra)
+
+
+def build_robot_body(cfg) -> RobotBody:
+    """The robot body from a runtime Config ([robot], [camera], [mcu] in cfg.extra)."""
+    robot, camera, mcu = robot_configs(cfg.extra)
+    try:
+        return RobotBody(robot, camera, mcu)
+    except McuLinkError as e:
+        raise ConfigError(f"mcu.port: {e}") from None

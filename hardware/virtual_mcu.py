@@ -1,0 +1,519 @@
+"""A virtual microcontroller behind a real pty: the firmware's behaviour with a simulated robot around it.
+
+    edge-runtime virtual-mcu [--link PATH] [--touch N] [--battery-s S] ...
+
+prints the serial device path (a stable symlink to the current /dev/pts/N, the
+way /dev/serial/by-id/... points at /dev/ttyACM0) and then takes commands on
+stdin, one a line: `noise P`, `stall S`, `unplug S`, `button`, `bump [CH]`,
+`recharge`, `status`, `quit`.
+
+It speaks protocol v1 exactly like hardware/firmware (hello and reset fault on
+boot, sensor reports at 50 Hz, heartbeat echo, failsafe motor stop, dead
+state) and simulates what the board is wired to: a battery that drains faster
+under motor load and sags under current, bump switches that close at random
+while driving (with a motor current spike), sensor noise, and a revive button.
+On request it corrupts the line, stalls (no bytes either way until its
+watchdog resets it), or is unplugged (the pty disappears and comes back as a
+new one behind the same symlink).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import select
+import sys
+import tempfile
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+
+from edge_runtime.config import ConfigError
+
+from . import protocol as P
+
+log = logging.getLogger("hardware.virtual_mcu")
+
+
+@dataclass
+class VirtualMcuConfig:
+    n_touch: int = 8
+    failsafe_ms: int = 300
+    report_hz: float = 50.0
+    full_mv: int = 8400  # 2S Li-ion
+    empty_mv: int = 6400
+    low_battery_mv: int = 6000  # the board's own cut-off (it refuses to drive below)
+    battery_s: float = 600.0  # seconds of life at idle current from full
+    idle_ma: float = 150.0
+    motor_ma: float = 900.0  # per motor at full command
+    stall_ma: float = 2200.0  # per motor while pushing against something
+    internal_mohm: float = 150.0  # sag: mV per A
+    bump_rate_hz: float = 0.5  # bump events per second while driving at full speed
+    bump_ms: float = 300.0
+    noise_mv: float = 15.0
+    noise_ma: float = 20.0
+    noise_touch: float = 3.0
+    watchdog_ms: int = 500  # a stalled board resets itself after this
+    revive_after_s: float = 0.0  # > 0: a simulated human presses the button this long after the host says dead
+    recharge_on_revive: bool = True  # ...and swaps the battery if it is low
+    line_noise: float = 0.0  # probability per outgoing frame of a corrupted frame
+    seed: int | None = None
+
+    def __post_init__(self):
+        for name in ("report_hz", "battery_s", "failsafe_ms", "watchdog_ms"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"mcu.virtual.{name}: must be > 0")
+        if not 0 <= self.n_touch <= P.MAX_TOUCH:
+            raise ConfigError(f"mcu.virtual.n_touch: must be in 0..{P.MAX_TOUCH}")
+        if not 0 <= self.line_noise <= 1:
+            raise ConfigError("mcu.virtual.line_noise: must be in [0, 1]")
+        if not self.low_battery_mv < self.empty_mv < self.full_mv:
+            raise ConfigError("mcu.virtual.empty_mv: need low_battery_mv < empty_mv < full_mv")
+
+
+@dataclass
+class VirtualMcuStats:
+    motor_commands: int = 0
+    stops: int = 0  # STOP messages received
+    heartbeats: int = 0
+    hellos: int = 0
+    failsafe_stops: int = 0
+    resets: int = 0
+    bumps: int = 0
+    frames_sent: int = 0
+    frames_corrupted: int = 0
+    bad_frames_in: int = 0
+    dead_states: int = 0
+    last_motor: tuple[int, int] = (0, 0)
+    motor_log: list = field(default_factory=list)  # (t, left, right) of every applied command, newest last
+
+
+class VirtualMCU:
+    """Start with start(); the device path is .path. Thread-safe controls: unplug(), stall(), set_line_noise()..."""
+
+    def __init__(self, cfg: VirtualMcuConfig | None = None, link: str | None = None):
+        self.cfg = cfg or VirtualMcuConfig()
+        self._tmpdir = None
+        if link is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="edge-vmcu-")
+            link = os.path.join(self._tmpdir, "ttyVMCU0")
+        self.path = link
+        self.rng = random.Random(self.cfg.seed)
+        self.stats = VirtualMcuStats()
+        self._lock = threading.RLock()
+        self._master = self._slave = None
+        self._thread = None
+        self._stop = threading.Event()
+        self._stall_until = 0.0
+        self._unplug_until = 0.0
+        self._button_until = 0.0
+        self._bump_until = 0.0
+        self._bump_channel = 0
+        self.soc = 1.0  # state of charge
+        self.left = self.right = 0
+        self.dead = False
+        self._dead_since = 0.0
+        self._boot()
+
+    # -------------------------------------------------------------- controls
+    def start(self) -> str:
+        self._open_pty()
+        self._thread = threading.Thread(target=self._run, name="virtual-mcu", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def close(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        self._close_pty()
+        if self._tmpdir:
+            try:
+                os.rmdir(self._tmpdir)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def unplug(self, seconds: float):
+        """The cable comes out: the pty vanishes (the host's reads fail) and returns after `seconds` as a new pty."""
+        with self._lock:
+            self._unplug_until = time.monotonic() + seconds
+            self._close_pty()
+            self.left = self.right = 0  # USB power gone: the board is off
+        log.info("unplugged for %.1f s", seconds)
+
+    def stall(self, seconds: float):
+        """The firmware hangs: nothing is read or sent; the watchdog resets the board after watchdog_ms."""
+        with self._lock:
+            self._stall_until = time.monotonic() + seconds
+
+    def set_line_noise(self, p: float):
+        with self._lock:
+            self.cfg.line_noise = float(p)
+
+    def press_button(self, seconds: float = 0.3):
+        with self._lock:
+            self._button_until = time.monotonic() + seconds
+
+    def bump(self, channel: int | None = None):
+        with self._lock:
+            self._start_bump(time.monotonic(), channel)
+
+    def recharge(self):
+        with self._lock:
+            self.soc = 1.0
+
+    def inject(self, data: bytes):
+        """Write raw bytes to the host as they are (for tests of the host's decoder)."""
+        with self._lock:
+            self._write_raw(data)
+
+    @property
+    def plugged(self) -> bool:
+        return self._master is not None
+
+    def status(self) -> dict:
+        with self._lock:
+            return {"path": self.path, "pty": self._pty_name, "plugged": self.plugged, "soc": round(self.soc, 4),
+                    "battery_mv": self._battery_mv(0.0), "motors": (self.left, self.right), "dead": self.dead,
+                    "failsafe": self.failsafe, "line_noise": self.cfg.line_noise,
+                    **{k: v for k, v in vars(self.stats).items() if k != "motor_log"}}
+
+    # -------------------------------------------------------------- pty
+    _pty_name = None
+
+    def _open_pty(self):
+        m, s = os.openpty()
+        tty.setraw(s)  # no echo, no line editing: a byte pipe like a UART
+        os.set_blocking(m, False)
+        self._master, self._slave = m, s
+        self._pty_name = os.ttyname(s)
+        tmp = self.path + ".new"
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        os.symlink(self._pty_name, tmp)
+        os.replace(tmp, self.path)
+
+    def _close_pty(self):
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _write_raw(self, data: bytes):
+        if self._master is None:
+            return
+        try:
+            os.write(self._master, data)
+        except BlockingIOError:
+            pass  # nobody reads: the UART's bytes are lost, like on a real board
+        except OSError as e:
+            if e.errno not in (errno.EIO, errno.EAGAIN):
+                raise
+
+    # -------------------------------------------------------------- firmware
+    def _boot(self):
+        self.enc = P.Encoder()
+        self.dec = P.StreamDecoder()
+        self.left = self.right = 0
+        self.failsafe = False
+        self.version_ok = True
+        self.ack_seq = 0
+        self.bump_count = 0
+        now = time.monotonic()
+        self._boot_t = now
+        self._last_cmd = now
+        self._last_report = now
+        self._bad_reported = 0
+        self._pending_hello = True
+
+    def _send(self, msg):
+        frame = self.enc.frame(msg)
+        self.stats.frames_sent += 1
+        if self.cfg.line_noise > 0 and self.rng.random() < self.cfg.line_noise:
+            frame = self._corrupt(frame)
+            self.stats.frames_corrupted += 1
+        self._write_raw(frame)
+
+    def _corrupt(self, frame: bytes) -> bytes:
+        b = bytearray(frame)
+        kind = self.rng.randrange(3)
+        if kind == 0:  # flipped bits inside the frame
+            for _ in range(self.rng.randint(1, 3)):
+                i = self.rng.randrange(len(b) - 1)
+                b[i] ^= 1 << self.rng.randrange(8)
+                if b[i] == 0:
+                    b[i] = 0x55
+        elif kind == 1:  # a dropped byte
+            del b[self.rng.randrange(len(b) - 1)]
+        else:  # garbage before the frame
+            b[0:0] = bytes(self.rng.randrange(256) for _ in range(self.rng.randint(1, 12)))
+        return bytes(b)
+
+    def _handle(self, msg, seq: int, now: float):
+        if isinstance(msg, P.Hello):
+            self.stats.hellos += 1
+            self.version_ok = msg.version == P.PROTOCOL_VERSION
+            self._send_hello()
+            if not self.version_ok:
+                self.left = self.right = 0
+                self._send(P.Fault(P.FAULT_VERSION, P.PROTOCOL_VERSION))
+        elif isinstance(msg, P.MotorCommand):
+            self.stats.motor_commands += 1
+            self.ack_seq = seq
+            self._last_cmd = now
+            self.failsafe = False
+            if self.dead or not self.version_ok or self._battery_mv(0) < self.cfg.low_battery_mv:
+                self.left = self.right = 0
+            else:
+                self.left, self.right = msg.left, msg.right
+            self.stats.last_motor = (self.left, self.right)
+            self.stats.motor_log.append((now, self.left, self.right))
+            del self.stats.motor_log[:-200]
+        elif isinstance(msg, P.Heartbeat):
+            self.stats.heartbeats += 1
+            self._send(msg)
+        elif isinstance(msg, P.Stop):
+            self.stats.stops += 1
+            self.left = self.right = 0
+            self.stats.last_motor = (0, 0)
+            self.stats.motor_log.append((now, 0, 0))
+        elif isinstance(msg, P.State):
+            was = self.dead
+            self.dead = msg.state != P.STATE_ALIVE
+            if self.dead:
+                self.left = self.right = 0
+                if not was:
+                    self.stats.dead_states += 1
+                    self._dead_since = now
+        else:
+            self._send(P.Fault(P.FAULT_UNKNOWN_TYPE, P.TYPES.get(type(msg), 0)))
+
+    def _send_hello(self):
+        self._send(P.Hello(P.PROTOCOL_VERSION, self.cfg.n_touch, self.cfg.failsafe_ms, 0x0100, "virtual-mcu"))
+
+    # -------------------------------------------------------------- the simulated robot
+    def _battery_mv(self, current_a: float) -> int:
+        c = self.cfg
+        v = c.empty_mv + (c.full_mv - c.empty_mv) * self.soc - current_a * c.internal_mohm
+        if self.soc <= 0:
+            v = c.low_battery_mv - 200
+        return int(max(0, v))
+
+    def _start_bump(self, now: float, channel: int | None):
+        self._bump_until = now + self.cfg.bump_ms / 1000
+        n = max(1, self.cfg.n_touch)
+        self._bump_channel = self.rng.randrange(n) if channel is None else int(channel) % n
+        self.stats.bumps += 1
+
+    def _physics(self, now: float, dt: float):
+        c = self.cfg
+        load = (abs(self.left) + abs(self.right)) / (2 * P.MOTOR_MAX)
+        if load > 0 and now >= self._bump_until and self.rng.random() < c.bump_rate_hz * load * dt:
+            self._start_bump(now, None)
+        bumping = now < self._bump_until
+        per_motor = c.stall_ma if bumping else c.motor_ma
+        il = per_motor * abs(self.left) / P.MOTOR_MAX
+        ir = per_motor * abs(self.right) / P.MOTOR_MAX
+        total_ma = c.idle_ma + il + ir
+        capacity_mas = c.idle_ma * c.battery_s  # mA*s from full to empty at idle
+        self.soc = max(0.0, self.soc - total_ma * dt / capacity_mas)
+        self._currents = (il, ir)
+        self._total_a = total_ma / 1000
+        if self.dead and c.revive_after_s > 0 and now - self._dead_since >= c.revive_after_s and now >= self._button_until:
+            if c.recharge_on_revive and self._battery_mv(0) < c.empty_mv + 0.3 * (c.full_mv - c.empty_mv):
+                self.soc = 1.0
+            self._button_until = now + 0.3
+            self._dead_since = now + 1.0  # press again in a while if the host did not notice
+
+    def _report(self, now: float):
+        c = self.cfg
+        g = self.rng.gauss
+        bumping = now < self._bump_until
+        mv = int(self._battery_mv(self._total_a) + g(0, c.noise_mv))
+        il, ir = self._currents
+        il = int((il + g(0, c.noise_ma)) * (1 if self.left >= 0 else -1))
+        ir = int((ir + g(0, c.noise_ma)) * (1 if self.right >= 0 else -1))
+        touch = []
+        for ch in range(c.n_touch):
+            base = 230.0 if bumping and ch == self._bump_channel else 0.0
+            touch.append(int(min(255, max(0, base + abs(g(0, c.noise_touch))))))
+        flags = 0
+        if bumping:
+            flags |= P.FLAG_BUMP
+        if max(abs(il), abs(ir)) > 1800:
+            flags |= P.FLAG_STALL
+        if now < self._button_until:
+            flags |= P.FLAG_BUTTON
+        if self.failsafe:
+            flags |= P.FLAG_FAILSAFE
+        if mv < c.low_battery_mv:
+            flags |= P.FLAG_LOW_BATTERY
+        if self.dead:
+            flags |= P.FLAG_DEAD
+        self._send(P.SensorReport(int((now - self._boot_t) * 1000), max(0, mv), max(-32768, min(32767, il)),
+                                  max(-32768, min(32767, ir)), flags, self.bump_count, self.ack_seq, tuple(touch)))
+
+    def _tick(self, now: float, dt: float):
+        c = self.cfg
+        if self._pending_hello:
+            self._pending_hello = False
+            self._send_hello()
+            self._send(P.Fault(P.FAULT_RESET, 0))
+        self._physics(now, dt)
+        if (self.left or self.right) and (now - self._last_cmd) * 1000 > c.failsafe_ms:
+            self.left = self.right = 0
+            self.failsafe = True
+            self.stats.failsafe_stops += 1
+            self.stats.motor_log.append((now, 0, 0))
+            self._send(P.Fault(P.FAULT_FAILSAFE, c.failsafe_ms))
+        if (self.left or self.right) and self._battery_mv(0) < c.low_battery_mv:
+            self.left = self.right = 0
+            self._send(P.Fault(P.FAULT_BATTERY, self._battery_mv(0)))
+        if now < self._bump_until and not getattr(self, "_bump_prev", False):
+            self.bump_count = (self.bump_count + 1) & 0xFF
+        self._bump_prev = now < self._bump_until
+        if self.dec.stats.bad_frames != self._bad_reported:
+            self._bad_reported = self.dec.stats.bad_frames
+            self.stats.bad_frames_in = self._bad_reported
+            self._send(P.Fault(P.FAULT_BAD_FRAME, min(0xFFFF, self._bad_reported)))
+        if now - self._last_report >= 1.0 / c.report_hz:
+            self._last_report = now
+            self._report(now)
+
+    def _run(self):
+        last = time.monotonic()
+        self._currents = (0.0, 0.0)
+        self._total_a = 0.0
+        stalled = False
+        while not self._stop.is_set():
+            now = time.monotonic()
+            with self._lock:
+                dt, last = now - last, now
+                if self._master is None:  # unplugged
+                    self._physics(now, dt)
+                    if now >= self._unplug_until:
+                        self._open_pty()
+                        self._boot()
+                        self.stats.resets += 1
+                        log.info("plugged in again at %s", self._pty_name)
+                    master = None
+                elif now < self._stall_until:
+                    # a hung board: nothing read, nothing sent; its hardware watchdog cuts the motors
+                    if not stalled:
+                        stalled, self._stall_start = True, now
+                    self._physics(now, dt)
+                    if now - self._stall_start >= self.cfg.watchdog_ms / 1000:
+                        self.left = self.right = 0
+                    master = None
+                else:
+                    if stalled:
+                        stalled = False
+                        self._boot()
+                        self.stats.resets += 1
+                    master = self._master
+            if master is None:
+                time.sleep(0.005)
+                continue
+            try:
+                r, _, _ = select.select([master], [], [], 0.002)
+            except (OSError, ValueError):
+                continue
+            data = b""
+            if r:
+                try:
+                    data = os.read(master, 4096)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    pass
+            with self._lock:
+                if self._master != master:
+                    continue
+                now = time.monotonic()
+                for rec in self.dec.feed(data):
+                    self._handle(rec.msg, rec.seq, now)
+                self._tick(now, dt)
+
+
+# ------------------------------------------------------------------ command line
+def serve(argv: list[str]) -> int:
+    """`edge-runtime virtual-mcu`: run a virtual MCU until quit/Ctrl-C, commands on stdin."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="edge-runtime virtual-mcu", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--link", default=None, help="device path to create (a symlink to the pty); default: a temp dir")
+    ap.add_argument("--touch", type=int, default=8, help="touch channels")
+    ap.add_argument("--battery-s", type=float, default=600.0, help="seconds of battery at idle current")
+    ap.add_argument("--failsafe-ms", type=int, default=300)
+    ap.add_argument("--bump-rate", type=float, default=0.5, help="bumps per second at full drive")
+    ap.add_argument("--line-noise", type=float, default=0.0, help="probability of a corrupted outgoing frame")
+    ap.add_argument("--revive-after", type=float, default=2.0, help="seconds after death until the button is pressed (0: never)")
+    ap.add_argument("--seed", type=int, default=None)
+    a = ap.parse_args(argv)
+    try:
+        cfg = VirtualMcuConfig(n_touch=a.touch, battery_s=a.battery_s, failsafe_ms=a.failsafe_ms, bump_rate_hz=a.bump_rate,
+                               line_noise=a.line_noise, revive_after_s=a.revive_after, seed=a.seed)
+    except ValueError as e:
+        print(f"edge-runtime virtual-mcu: error: {e}", file=sys.stderr)
+        return 2
+    vm = VirtualMCU(cfg, link=a.link)
+    vm.start()
+    print(vm.path, flush=True)
+    print(f"virtual MCU on {vm.path} -> {vm._pty_name}; commands: noise P | stall S | unplug S | button | bump [CH] | "
+          "recharge | status | quit", file=sys.stderr, flush=True)
+    try:
+        for line in sys.stdin:
+            words = line.split()
+            if not words:
+                continue
+            cmd, args = words[0], words[1:]
+            try:
+                if cmd == "quit":
+                    break
+                elif cmd == "noise":
+                    vm.set_line_noise(float(args[0]))
+                elif cmd == "stall":
+                    vm.stall(float(args[0]))
+                elif cmd == "unplug":
+                    vm.unplug(float(args[0]))
+                elif cmd == "button":
+                    vm.press_button()
+                elif cmd == "bump":
+                    vm.bump(int(args[0]) if args else None)
+                elif cmd == "recharge":
+                    vm.recharge()
+                elif cmd == "status":
+                    pass
+                else:
+                    print(f"unknown command {cmd!r}", file=sys.stderr, flush=True)
+                    continue
+                print(vm.status(), file=sys.stderr, flush=True)
+            except (IndexError, ValueError):
+                print(f"{cmd}: bad argument", file=sys.stderr, flush=True)
+        else:  # stdin closed (e.g. started in the background): run until interrupted
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        vm.close()
+    return 0
