@@ -75,6 +75,8 @@ def build_parser() -> Parser:
     r.add_argument("--steps", type=int, default=None, help="decisions to learn for (default: until Ctrl-C)")
     r.add_argument("--run-dir", default=None, help="where to write config, metrics and weights (default: runs/<time>)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its newest valid checkpoint (its config.toml unless --config)")
 
     e = sub.add_parser("eval", help="frozen evaluation of a policy over N lives")
     _add_common(e)
@@ -105,6 +107,12 @@ def build_parser() -> Parser:
     bv.add_argument("--out", default=None, help="directory for the learned runs and the results JSON")
     bv.add_argument("--label", default=None, help="name for this configuration in the table (e.g. an ablation)")
     bv.add_argument("--json", action="store_true")
+
+    ck = sub.add_parser("checkpoints", help="inspect the flash checkpoint store")
+    cksub = ck.add_subparsers(dest="what", parser_class=Parser)
+    cv = cksub.add_parser("verify", help="check both slots; exit 1 when no valid checkpoint exists")
+    cv.add_argument("dir", metavar="DIR", help="a run directory or its checkpoints/ directory")
+    cv.add_argument("--json", action="store_true")
     sub.add_parser("virtual-mcu", help="a virtual microcontroller behind a pty: prints its device path (see --help)")
     return p
 
@@ -132,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.what is None:
                 raise UsageError("bench needs one of: arena, step, survival")
             return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival}[args.what](args)
+        if args.cmd == "checkpoints":
+            if args.what is None:
+                raise UsageError("checkpoints needs: verify")
+            return cmd_checkpoints_verify(args)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -142,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_checkpoints_verify(args) -> int:
+    from .checkpoint import format_verify, verify
+
+    res = verify(args.dir)
+    print(json.dumps(res) if args.json else format_verify(res))
+    return 0 if res["valid"] else 1
 
 
 class BodyError(Exception):
@@ -171,16 +191,28 @@ def _positive(name, v):
 
 
 def cmd_run(args) -> int:
-    if not args.sim and not args.config:
+    if not args.sim and not args.config and not args.resume:
         raise UsageError("run needs --sim (built-in arena) or --config FILE.toml")
     _positive("--steps", args.steps)
+    if args.resume:
+        if args.run_dir and Path(args.run_dir).resolve() != Path(args.resume).resolve():
+            raise UsageError("--resume RUN_DIR continues in RUN_DIR: drop --run-dir")
+        if not Path(args.resume).is_dir():
+            raise UsageError(f"--resume {args.resume}: no such run directory")
+        if not args.config and (Path(args.resume) / "config.toml").exists():
+            args.config = str(Path(args.resume) / "config.toml")
     cfg = load_config(args)
+    from .checkpoint import CheckpointError, checkpoint_hooks
     from .runtime import Runner
 
-    run_dir = args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
+    run_dir = args.resume or args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
     body = make_body(cfg, "arena" if args.sim else args.body)
     with body:
-        runner = Runner(cfg, body, seed=args.seed, run_dir=run_dir, progress=not args.no_progress)
+        try:
+            hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="yes" if args.resume else "no", seed=args.seed)
+        except CheckpointError as e:
+            raise UsageError(str(e)) from None
+        runner = Runner(cfg, body, seed=seed, run_dir=run_dir, progress=not args.no_progress, hooks=hooks)
         log.info("%s: rule %s, %d parameters, run dir %s", body.spec.name, runner.rule.name,
                  sum(p.numel() for p in runner.rule.brain.parameters()), run_dir)
         summary = runner.run(args.steps)

@@ -131,10 +131,11 @@ class Runner:
         s_last = 0
         sense = self.body.reset(seed=self.seed)
         self.sense = sense
-        eyes, bodyv = self.enc(sense)
-        done = 0
         for h in self.hooks:
             h.on_start(self)
+        sense = self.sense  # a hook may have put the body back where a checkpoint left it (resume)
+        eyes, bodyv = self.enc(sense)
+        done = 0
         try:
             while not self.stop_requested and (steps is None or done < steps):
                 action = self.rule.decide(eyes, bodyv)
