@@ -71,7 +71,9 @@ def build_parser() -> Parser:
     r = sub.add_parser("run", help="run a body with learning on (the robot, or --sim for the built-in arena)")
     _add_common(r)
     r.add_argument("--sim", action="store_true", help="the built-in arena on this machine")
-    r.add_argument("--body", default=None, help="body to run: arena (default)")
+    r.add_argument("--body", default=None, help="body to run: arena (default) | robot | godot | gym:ENV_ID")
+    r.add_argument("--godot-project", default=None, metavar="DIR",
+                   help="with --body godot: a Godot project directory or exported game (default: the bundled arena)")
     r.add_argument("--steps", type=int, default=None, help="decisions to learn for (default: until Ctrl-C)")
     r.add_argument("--run-dir", default=None, help="where to write config, metrics and weights (default: runs/<time>)")
     r.add_argument("--no-progress", action="store_true")
@@ -107,6 +109,11 @@ def build_parser() -> Parser:
     bv.add_argument("--out", default=None, help="directory for the learned runs and the results JSON")
     bv.add_argument("--label", default=None, help="name for this configuration in the table (e.g. an ablation)")
     bv.add_argument("--json", action="store_true")
+    bg = bsub.add_parser("godot", help="Godot world steps/s and bytes per step, hex vs binary frames")
+    _add_common(bg)
+    bg.add_argument("--steps", type=int, default=300)
+    bg.add_argument("--godot-project", default=None, metavar="DIR")
+    bg.add_argument("--json", action="store_true")
 
     ck = sub.add_parser("checkpoints", help="inspect the flash checkpoint store")
     cksub = ck.add_subparsers(dest="what", parser_class=Parser)
@@ -139,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "bench":
             if args.what is None:
                 raise UsageError("bench needs one of: arena, step, survival")
-            return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival}[args.what](args)
+            return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival,
+                    "godot": cmd_bench_godot}[args.what](args)
         if args.cmd == "checkpoints":
             if args.what is None:
                 raise UsageError("checkpoints needs: verify")
@@ -153,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except BodyError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except ConnectionError as e:  # a body's link failed mid-run (Godot quit, a socket dropped)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -182,7 +193,24 @@ def make_body(cfg: Config, name: str | None = None):
             return build_robot_body(cfg)
         except CameraError as e:
             raise BodyError(str(e)) from None
-    raise BodyError(f"--body {name!r}: unknown body (known: arena, robot)")
+    if name == "godot":
+        from sim_bridge.godot_body import GodotBody, GodotError, GodotOptions
+
+        try:
+            return GodotBody.launch(GodotOptions.from_config(cfg))
+        except GodotError as e:
+            raise BodyError(str(e)) from None
+    if name.startswith("gym:") and len(name) > 4:
+        from sim_bridge.gym_body import GymBody, GymBodyError
+
+        g = cfg.extra.get("gym", {})
+        if not isinstance(g, dict) or set(g) - {"eye_shape", "kwargs"}:
+            raise ConfigError("gym: known keys are eye_shape = [H, W] and a [gym.kwargs] table for gym.make")
+        try:
+            return GymBody.make(name[4:], eye_shape=g.get("eye_shape"), **g.get("kwargs", {}))
+        except (GymBodyError, TypeError, ValueError) as e:
+            raise BodyError(f"--body {name}: {e}") from None
+    raise BodyError(f"--body {name!r}: unknown body (known: arena, robot, godot, gym:ENV_ID)")
 
 
 def _positive(name, v):
@@ -191,8 +219,10 @@ def _positive(name, v):
 
 
 def cmd_run(args) -> int:
-    if not args.sim and not args.config and not args.resume:
-        raise UsageError("run needs --sim (built-in arena) or --config FILE.toml")
+    if not args.sim and not args.config and not args.resume and not args.body:
+        raise UsageError("run needs --sim (built-in arena), --body NAME or --config FILE.toml")
+    if args.godot_project and args.body != "godot":
+        raise UsageError("--godot-project goes with --body godot")
     _positive("--steps", args.steps)
     if args.resume:
         if args.run_dir and Path(args.run_dir).resolve() != Path(args.resume).resolve():
@@ -202,6 +232,8 @@ def cmd_run(args) -> int:
         if not args.config and (Path(args.resume) / "config.toml").exists():
             args.config = str(Path(args.resume) / "config.toml")
     cfg = load_config(args)
+    if args.godot_project:
+        cfg.extra["godot"] = {**cfg.extra.get("godot", {}), "project": args.godot_project}
     from .checkpoint import CheckpointError, checkpoint_hooks
     from .runtime import Runner
 
@@ -236,6 +268,20 @@ def cmd_eval(args) -> int:
         print(json.dumps(res))
     else:
         print(format_row(res))
+    return 0
+
+
+def cmd_bench_godot(args) -> int:
+    _positive("--steps", args.steps)
+    cfg = load_config(args)
+    from sim_bridge.godot_body import GodotError, GodotOptions, bench_godot
+
+    over = {"project": args.godot_project} if args.godot_project else {}
+    try:
+        res = bench_godot(GodotOptions.from_config(cfg, **over), args.steps, seed=args.seed)
+    except GodotError as e:
+        raise BodyError(str(e)) from None
+    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
     return 0
 
 

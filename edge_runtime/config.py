@@ -191,7 +191,7 @@ class Config:
         from sim_bridge.arena import ArenaConfig
 
         known = {"arena": ArenaConfig, "model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
-        extra_ok = {"robot", "camera", "mcu", "service", "console", "checkpoint", "godot", "body"}
+        extra_ok = {"robot", "camera", "mcu", "service", "console", "checkpoint", "godot", "body", "gym"}
         parts = {}
         extra = {}
         for k, v in data.items():

@@ -1,0 +1,282 @@
+"""Any gymnasium env as a body (`edge-runtime run --body gym:ENV_ID`).
+
+Observations:
+
+* images (a Box of shape HxWx{1,3,4}, HxW, or {1,3,4}xHxW; uint8, or floats in
+  0..1) become the eyes, resized to ``eye_shape`` (area interpolation) and
+  converted to RGB. One image feeds both eyes; in a Dict, keys naming ``left``
+  and ``right`` pick the eyes, else the first two images (sorted keys).
+* vectors (other Boxes) become the touch/body vector, flattened, as float32,
+  NaNs zeroed, in sorted key order; a Discrete observation becomes a one-hot.
+* ``hp``/``health`` and ``energy``/``battery`` keys (one value each) are the
+  body scalars; a two-value ``body`` key is read as [hp, energy] (the layout of
+  ``EdgeArena-v0``). Without them hp and energy stay 1.0: the body then feels
+  only death.
+* an env without image observations gets black eyes of ``eye_shape``, unless
+  it renders ``rgb_array`` frames (``render_mode="rgb_array"``), which then
+  feed both eyes.
+
+Actions: Discrete(n) -> head ``action``; MultiDiscrete -> heads ``a0, a1...``
+(or the env's ``action_names``); MultiBinary(n) -> n two-way heads; a Dict of
+discrete spaces -> heads by key; a Box -> three choices (low, centre, high)
+per dimension.
+
+Termination is death; truncation is not: the env is reset and the life goes
+on (``extra["truncated"] = True``). The env's reward is dropped here.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.body import Action, Body, BodySpec, Sense
+
+DEFAULT_EYES = (48, 64)
+HP_KEYS = ("hp", "health")
+ENERGY_KEYS = ("energy", "battery")
+
+
+class GymBodyError(ValueError):
+    """The env's spaces cannot be mapped onto a body."""
+
+
+def _image_layout(space) -> tuple | None:
+    """(H, W, C, channels_first) when `space` is an image Box, else None."""
+    from gymnasium import spaces
+
+    if not isinstance(space, spaces.Box):
+        return None
+    s = space.shape
+    if len(s) == 2 and min(s) >= 8:
+        return s[0], s[1], 1, False
+    if len(s) == 3:
+        if s[2] in (1, 3, 4) and min(s[:2]) >= 8:
+            return s[0], s[1], s[2], False
+        if s[0] in (1, 3, 4) and min(s[1:]) >= 8:
+            return s[1], s[2], s[0], True
+    return None
+
+
+def to_eye(img, eye_shape, channels_first=False) -> np.ndarray:
+    """Any image array -> uint8 RGB of eye_shape (H, W)."""
+    import cv2
+
+    a = np.asarray(img)
+    if channels_first:
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.dtype != np.uint8:
+        a = a.astype(np.float32)
+        if np.nanmax(a, initial=0.0) <= 1.0:
+            a = a * 255.0
+        a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    h, w = eye_shape
+    if a.shape[:2] != (h, w):
+        a = cv2.resize(np.ascontiguousarray(a), (w, h), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(a)
+
+
+class GymBody(Body):
+    """A gymnasium env seen through the body contract."""
+
+    def __init__(self, env, eye_shape: tuple[int, int] | None = None, name: str | None = None, control_hz: float = 10.0):
+        from gymnasium import spaces
+
+        self.env = env
+        env_id = getattr(getattr(env, "spec", None), "id", None) or type(env.unwrapped).__name__
+        self.name = name or f"GymBody({env_id})"
+        self._closed = False
+        self._frame = 0
+        self._dead = True
+        self.truncations = 0
+        obs_space = env.observation_space
+        items = list(obs_space.spaces.items()) if isinstance(obs_space, spaces.Dict) else [(None, obs_space)]
+        items.sort(key=lambda kv: "" if kv[0] is None else str(kv[0]))
+        self._images = {k: lay for k, sp in items if (lay := _image_layout(sp)) is not None}
+        imgs = list(self._images)
+        left = next((k for k in imgs if k is not None and "left" in str(k).lower()), None)
+        right = next((k for k in imgs if k is not None and "right" in str(k).lower()), None)
+        rest = [k for k in imgs if k not in (left, right)]  # a lone unnamed image (key None) is picked below
+        if left is None and rest:
+            left = rest.pop(0)
+        if right is None:
+            right = rest.pop(0) if rest else left
+        self._left, self._right = (left, right) if imgs else (None, None)
+        self._use_render = not imgs and getattr(env, "render_mode", None) == "rgb_array"
+        if eye_shape is None:
+            eye_shape = tuple(self._images[left][:2]) if imgs and min(self._images[left][:2]) >= 8 else DEFAULT_EYES
+            if eye_shape[0] * eye_shape[1] > 96 * 128:  # the brain resizes again; keep the bridge cheap
+                eye_shape = DEFAULT_EYES
+        self._eye = tuple(int(x) for x in eye_shape)
+        # body scalars and the rest of the vector
+        self._hp = self._energy = self._pair = None
+        self._vec = []  # (key, kind, size)
+        for k, sp in items:
+            if k in self._images:
+                continue
+            lk = str(k).lower() if k is not None else ""
+            size = int(np.prod(sp.shape)) if isinstance(sp, spaces.Box) else None
+            if lk in HP_KEYS and size == 1:
+                self._hp = k
+            elif lk in ENERGY_KEYS and size == 1:
+                self._energy = k
+            elif lk == "body" and size == 2 and self._hp is None and self._energy is None:
+                self._pair = k
+            elif isinstance(sp, spaces.Box):
+                self._vec.append((k, "box", size))
+            elif isinstance(sp, spaces.Discrete):
+                self._vec.append((k, "discrete", int(sp.n)))
+            elif isinstance(sp, spaces.MultiBinary):
+                self._vec.append((k, "box", int(np.prod(sp.shape))))
+            elif isinstance(sp, spaces.MultiDiscrete):
+                self._vec.append((k, "box", int(np.prod(sp.shape))))
+            else:
+                raise GymBodyError(f"{self.name}: observation {k!r} ({type(sp).__name__}) is not supported")
+        # actions
+        self._act_space = env.action_space
+        heads: list[tuple[str, int]] = []
+        asp = env.action_space
+        names = getattr(env.unwrapped, "action_names", None)
+        if isinstance(asp, spaces.Discrete):
+            heads = [("action", int(asp.n))]
+            self._act_kind = "discrete"
+        elif isinstance(asp, spaces.MultiDiscrete):
+            nv = [int(n) for n in np.asarray(asp.nvec).reshape(-1)]
+            hn = list(names) if names is not None and len(names) == len(nv) else [f"a{i}" for i in range(len(nv))]
+            heads = list(zip(hn, nv))
+            self._act_kind = "multi"
+        elif isinstance(asp, spaces.MultiBinary):
+            heads = [(f"a{i}", 2) for i in range(int(np.prod(asp.shape)))]
+            self._act_kind = "binary"
+        elif isinstance(asp, spaces.Dict) and all(isinstance(s, spaces.Discrete) for s in asp.spaces.values()):
+            heads = [(str(k), int(s.n)) for k, s in asp.spaces.items()]
+            self._act_kind = "dict"
+        elif isinstance(asp, spaces.Box) and np.all(np.isfinite(asp.low)) and np.all(np.isfinite(asp.high)):
+            heads = [(f"a{i}", 3) for i in range(int(np.prod(asp.shape)))]
+            self._act_kind = "box"
+        else:
+            raise GymBodyError(f"{self.name}: action space {asp} is not supported (Discrete, MultiDiscrete, "
+                               "MultiBinary, Dict of Discrete, bounded Box)")
+        bad = [(h, n) for h, n in heads if n < 2]
+        if bad:
+            raise GymBodyError(f"{self.name}: action head(s) {bad} need at least 2 choices")
+        touch_n = sum(size for _, _, size in self._vec)
+        self.spec = BodySpec(eye_shape=self._eye, touch_channels=touch_n, action_heads=OrderedDict(heads),
+                             control_hz=control_hz, name=self.name)
+
+    @classmethod
+    def make(cls, env_id: str, eye_shape=None, **env_kwargs) -> "GymBody":
+        import gymnasium as gym
+
+        import sim_bridge  # noqa: F401  (registers EdgeArena-v0)
+
+        try:
+            env = gym.make(env_id, **env_kwargs)
+        except gym.error.Error as e:
+            raise GymBodyError(f"gym:{env_id}: {e}") from None
+        try:
+            return cls(env, eye_shape=eye_shape)
+        except BaseException:
+            env.close()
+            raise
+
+    # ------------------------------------------------------------ mapping
+    def _get(self, obs, k):
+        return obs if k is None else obs[k]
+
+    def _sense(self, obs, dead: bool, extra: dict) -> Sense:
+        if self._images:
+            lay_l, lay_r = self._images[self._left], self._images[self._right]
+            left = to_eye(self._get(obs, self._left), self._eye, lay_l[3])
+            right = left if self._right == self._left else to_eye(self._get(obs, self._right), self._eye, lay_r[3])
+        elif self._use_render:
+            frame = self.env.render()
+            left = right = to_eye(frame, self._eye) if frame is not None else np.zeros(self._eye + (3,), np.uint8)
+        else:
+            left = right = np.zeros(self._eye + (3,), np.uint8)
+        parts = []
+        for k, kind, size in self._vec:
+            v = self._get(obs, k)
+            if kind == "discrete":
+                oh = np.zeros(size, np.float32)
+                oh[int(np.clip(int(v), 0, size - 1))] = 1.0
+                parts.append(oh)
+            else:
+                parts.append(np.asarray(v, np.float32).reshape(-1))
+        touch = np.nan_to_num(np.concatenate(parts).astype(np.float32)) if parts else np.zeros(0, np.float32)
+        hp, energy = 1.0, 1.0
+        if self._pair is not None:
+            hp, energy = (float(x) for x in np.asarray(obs[self._pair], np.float64).reshape(-1)[:2])
+        if self._hp is not None:
+            hp = float(np.asarray(obs[self._hp]).reshape(-1)[0])
+        if self._energy is not None:
+            energy = float(np.asarray(obs[self._energy]).reshape(-1)[0])
+        self._frame += 1
+        return Sense(left=left, right=right, touch=touch, hp=float(np.clip(hp, 0, 1)), energy=float(np.clip(energy, 0, 1)),
+                     dead=bool(dead), t=time.monotonic(), frame_id=self._frame, extra=extra)
+
+    def _to_env_action(self, action: Action):
+        vals = self.spec.normalize_action(action)
+        if self._act_kind == "discrete":
+            return vals[0]
+        if self._act_kind in ("multi", "binary"):
+            return np.asarray(vals, dtype=self._act_space.dtype).reshape(self._act_space.shape)
+        if self._act_kind == "dict":
+            return {k: v for k, v in zip(self.spec.action_heads, vals)}
+        lo = np.asarray(self._act_space.low, np.float64).reshape(-1)
+        hi = np.asarray(self._act_space.high, np.float64).reshape(-1)
+        a = lo + (hi - lo) * np.asarray(vals, np.float64) / 2.0
+        return a.reshape(self._act_space.shape).astype(self._act_space.dtype)
+
+    # ------------------------------------------------------------ contract
+    def _check(self):
+        if self._closed:
+            raise RuntimeError(f"{self.name}: body is closed")
+
+    def reset(self, seed: int | None = None) -> Sense:
+        self._check()
+        obs, info = self.env.reset(seed=seed)
+        self._dead = False
+        return self._sense(obs, False, _clean(info))
+
+    def act(self, action: Action) -> Sense:
+        self._check()
+        if self._dead:
+            raise RuntimeError(f"{self.name}: act() on a dead body; call respawn() or reset()")
+        obs, _dropped, terminated, truncated, info = self.env.step(self._to_env_action(action))  # the score is dropped
+        extra = _clean(info)
+        if terminated:
+            self._dead = True
+            return self._sense(obs, True, extra)
+        if truncated:  # the episode was cut by a time limit: not a death, the life goes on in a fresh episode
+            self.truncations += 1
+            obs, info2 = self.env.reset()
+            extra = {**_clean(info2), "truncated": True}
+        return self._sense(obs, False, extra)
+
+    def respawn(self) -> Sense:
+        return self.reset()
+
+    @property
+    def counters(self) -> dict:
+        return {"truncations": self.truncations}
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.env.close()
+
+
+def _clean(info: Any) -> dict:
+    """Diagnostics only; anything that looks like a score stays behind."""
+    if not isinstance(info, dict):
+        return {}
+    return {k: v for k, v in info.items() if "reward" not in str(k).lower() and "return" not in str(k).lower()}
