@@ -111,6 +111,42 @@ class RuntimeConfig:
         check(self.eval_cap >= 10, "runtime.eval_cap", "must be >= 10")
 
 
+@dataclass
+class ServiceConfig:
+    """[service]: running under systemd (the watchdog interval itself is WatchdogSec= in the unit)."""
+
+    status_every_s: float = 5.0  # STATUS= line for `systemctl status`
+
+    def __post_init__(self):
+        check(self.status_every_s > 0, "service.status_every_s", "must be > 0")
+
+    @classmethod
+    def from_config(cls, cfg: "Config") -> "ServiceConfig":
+        return build_section(cls, "service", cfg.extra.get("service", {}))
+
+
+@dataclass
+class ConsoleConfig:
+    """[console]: the serial debug console (`run --console DEVICE`)."""
+
+    writable: bool = False  # commands that change the runtime (learn, lr, save, rollback, motors, revive, log)
+    baud: int = 115200  # for a real UART; ignored by ptys
+    stream_every_s: float = 1.0  # default period of `stream on`
+    prompt: str = "edge> "
+
+    def __post_init__(self):
+        check(self.baud > 0, "console.baud", "must be > 0")
+        check(self.stream_every_s >= 0.1, "console.stream_every_s", "must be >= 0.1")
+        check(0 < len(self.prompt) <= 32 and self.prompt.isprintable(), "console.prompt", "must be 1..32 printable characters")
+
+    @classmethod
+    def from_config(cls, cfg: "Config") -> "ConsoleConfig":
+        return build_section(cls, "console", cfg.extra.get("console", {}))
+
+
+EXTRA_SECTIONS = {"service": ServiceConfig, "console": ConsoleConfig}  # validated on load, kept in Config.extra
+
+
 def _coerce(where: str, typ, value):
     origin = typing.get_origin(typ)
     if typ is bool:
@@ -198,6 +234,8 @@ class Config:
             if k in known:
                 parts[k] = build_section(known[k], k, v)
             elif k in extra_ok:
+                if k in EXTRA_SECTIONS:
+                    build_section(EXTRA_SECTIONS[k], k, v)  # names the field on a bad value
                 extra[k] = v
             else:
                 raise ConfigError(f"{k}: unknown section (known: {', '.join(sorted(set(known) | extra_ok))})")

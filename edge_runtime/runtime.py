@@ -89,6 +89,7 @@ class Runner:
         self.last: dict = {}
         self.hooks: list[Hook] = list(hooks or [])
         self.sense: Sense | None = None
+        self._revived: Sense | None = None
         self._metrics_f = None
         if self.run_dir:
             self._open_run_dir()
@@ -138,12 +139,13 @@ class Runner:
         done = 0
         try:
             while not self.stop_requested and (steps is None or done < steps):
-                action = self.rule.decide(eyes, bodyv)
+                learning = self.rule.learning  # False: act frozen, no update (console `learn off`)
+                action = self.rule.decide(eyes, bodyv) if learning else self.rule.act_frozen(eyes, bodyv)
                 sense, feel = act_repeat(self.body, action, sense, rt.action_repeat, rt.event_threshold)
                 self.body_steps += feel.body_steps
                 self.life_steps += feel.body_steps
                 eyes, bodyv = self.enc(sense)
-                m = self.rule.learn(feel, eyes, bodyv)
+                m = self.rule.learn(feel, eyes, bodyv) if learning else {}
                 done += 1
                 self.last = m
                 if self._metrics_f and done % rt.metrics_every == 0:
@@ -156,6 +158,12 @@ class Runner:
                     for h in self.hooks:
                         h.on_death(self, span)
                     sense = self.body.respawn()
+                    self.rule.new_life()
+                    eyes, bodyv = self.enc(sense)
+                    self.sense = sense
+                elif self._revived is not None:  # a hook brought the body back (console `revive`): new life, no death
+                    sense, self._revived = self._revived, None
+                    self.life_steps = 0
                     self.rule.new_life()
                     eyes, bodyv = self.enc(sense)
                     self.sense = sense
@@ -181,6 +189,10 @@ class Runner:
 
     def request_stop(self):
         self.stop_requested = True
+
+    def begin_life(self, sense: Sense):
+        """From a hook's on_step: the body was brought back outside the death path; go on from `sense`."""
+        self._revived = sense
 
     def _end_life(self) -> int:
         span = self.life_steps
