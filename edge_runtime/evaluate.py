@@ -68,6 +68,7 @@ class StationaryPolicy(Policy):
 
 class OracleBaseline(Policy):
     name = "oracle"
+    action_repeat = 1  # a per-step controller: holding its action for several steps only makes it clumsier
 
     def start_life(self, body, seed):
         from sim_bridge.arena import Arena
@@ -149,7 +150,7 @@ def evaluate(policy: Policy, make_body: Callable[[], Body], cfg: Config, lives: 
              cap: int | None = None, action_repeat: int | None = None) -> dict:
     """Run `lives` frozen lives; life i starts the world from seed + i."""
     cap = cap or cfg.runtime.eval_cap
-    repeat = action_repeat or cfg.runtime.action_repeat
+    repeat = action_repeat or getattr(policy, "action_repeat", None) or cfg.runtime.action_repeat
     lengths, censored, food, hits = [], [], [], []
     with make_body() as body:
         for i in range(lives):
