@@ -79,6 +79,8 @@ def build_parser() -> Parser:
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest valid checkpoint (its config.toml unless --config)")
+    r.add_argument("--console", default=None, metavar="DEVICE|stdio",
+                   help="serve the debug console on a serial device (/dev/ttyGS0, a pty...) or on stdin/stdout")
 
     e = sub.add_parser("eval", help="frozen evaluation of a policy over N lives")
     _add_common(e)
@@ -109,18 +111,37 @@ def build_parser() -> Parser:
     bv.add_argument("--out", default=None, help="directory for the learned runs and the results JSON")
     bv.add_argument("--label", default=None, help="name for this configuration in the table (e.g. an ablation)")
     bv.add_argument("--json", action="store_true")
-    bg = bsub.add_parser("godot", help="Godot world steps/s and bytes per step, hex vs binary frames")
-    _add_common(bg)
-    bg.add_argument("--steps", type=int, default=300)
-    bg.add_argument("--godot-project", default=None, metavar="DIR")
-    bg.add_argument("--json", action="store_true")
 
     ck = sub.add_parser("checkpoints", help="inspect the flash checkpoint store")
     cksub = ck.add_subparsers(dest="what", parser_class=Parser)
     cv = cksub.add_parser("verify", help="check both slots; exit 1 when no valid checkpoint exists")
     cv.add_argument("dir", metavar="DIR", help="a run directory or its checkpoints/ directory")
     cv.add_argument("--json", action="store_true")
+
+    bc = bsub.add_parser("console", help="control-loop rate with and without a console flooded with commands")
+    _add_common(bc)
+    bc.add_argument("--steps", type=int, default=400, help="decisions per measurement")
+    bc.add_argument("--repeats", type=int, default=3, help="measurements per mode (alternated)")
+    bc.add_argument("--json", action="store_true")
+    bg = bsub.add_parser("godot", help="Godot world steps/s and bytes per step, hex vs binary frames")
+    _add_common(bg)
+    bg.add_argument("--steps", type=int, default=300)
+    bg.add_argument("--godot-project", default=None, metavar="DIR")
+    bg.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser("install-service", help="write (or print) the systemd unit for this installation")
+    sv.add_argument("--config", default=None, metavar="FILE.toml", help="the config the service runs with (default /etc/edge-runtime/robot.toml)")
+    sv.add_argument("--dry-run", action="store_true", help="print the unit instead of writing it")
+    sv.add_argument("--unit-dir", default="/etc/systemd/system", help="where to write edge-runtime.service")
+    sv.add_argument("--watchdog", type=int, default=30, metavar="SECONDS", help="WatchdogSec= (default 30)")
+
     sub.add_parser("virtual-mcu", help="a virtual microcontroller behind a pty: prints its device path (see --help)")
+    co = sub.add_parser("console", help="talk to a runtime's debug console over a serial device (Ctrl-] quits)")
+    co.add_argument("device", metavar="DEVICE")
+    co.add_argument("--baud", type=int, default=115200)
+    co.add_argument("--cmd", dest="lines", action="append", default=[], metavar="LINE", help="send LINE, print the reply, exit (repeatable)")
+    co.add_argument("--prompt", default="edge> ", help="the console's prompt (for --cmd)")
+    co.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply (for --cmd)")
     return p
 
 
@@ -137,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.cmd is None:
             raise UsageError("a command is needed (run, eval, bench) or --sim")
-        logging.basicConfig(level=getattr(logging, getattr(args, "log_level", "INFO")), stream=sys.stderr,
-                            format="<%(levelno)d>%(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(levelname)s %(name)s: %(message)s")
+        from .service import setup_logging
+
+        setup_logging(getattr(args, "log_level", "INFO"))  # <N> syslog priorities when stderr is the journal
         if args.cmd == "run":
             return cmd_run(args)
         if args.cmd == "eval":
@@ -147,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.what is None:
                 raise UsageError("bench needs one of: arena, step, survival")
             return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival,
-                    "godot": cmd_bench_godot}[args.what](args)
+                    "console": cmd_bench_console, "godot": cmd_bench_godot}[args.what](args)
+        if args.cmd == "install-service":
+            return cmd_install_service(args)
+        if args.cmd == "console":
+            return cmd_console(args)
         if args.cmd == "checkpoints":
             if args.what is None:
                 raise UsageError("checkpoints needs: verify")
@@ -244,11 +270,93 @@ def cmd_run(args) -> int:
             hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="yes" if args.resume else "no", seed=args.seed)
         except CheckpointError as e:
             raise UsageError(str(e)) from None
-        runner = Runner(cfg, body, seed=seed, run_dir=run_dir, progress=not args.no_progress, hooks=hooks)
+        hooks += service_hooks(args, cfg)
+        runner = Runner(cfg, body, seed=seed, run_dir=run_dir, progress=not args.no_progress and args.console != "stdio",
+                        hooks=hooks)
         log.info("%s: rule %s, %d parameters, run dir %s", body.spec.name, runner.rule.name,
                  sum(p.numel() for p in runner.rule.brain.parameters()), run_dir)
         summary = runner.run(args.steps)
     print(json.dumps(summary))
+    return 0
+
+
+def service_hooks(args, cfg) -> list:
+    """The debug console (--console) and, under systemd ($NOTIFY_SOCKET), the notify/watchdog hook."""
+    from .console import ConsoleHook
+    from .service import ServiceHook
+
+    hooks = []
+    if args.console:
+        try:
+            hooks.append(ConsoleHook.from_config(args.console, cfg))
+        except OSError as e:
+            raise UsageError(f"--console {args.console}: {e.strerror or e}") from None
+    sh = ServiceHook.from_env(cfg)
+    if sh is not None:
+        hooks.append(sh)
+    return hooks
+
+
+def cmd_install_service(args) -> int:
+    from .service import DEFAULT_CONFIG, UNIT_NAME, find_executable, render_unit
+
+    _positive("--watchdog", args.watchdog)
+    config = str(Path(args.config).resolve()) if args.config else DEFAULT_CONFIG
+    if Path(config).exists():
+        Config.load(config)  # a broken config fails here, not at boot
+    elif not args.dry_run:
+        log.warning("%s does not exist yet: the service will fail to start until it does", config)
+    unit = render_unit(find_executable(), config, watchdog_s=args.watchdog)
+    if args.dry_run:
+        sys.stdout.write(unit)
+        return 0
+    dest = Path(args.unit_dir) / UNIT_NAME
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(unit)
+    except OSError as e:
+        raise UsageError(f"cannot write {dest}: {e.strerror} (root needed for /etc/systemd/system; or --dry-run)") from None
+    print(f"wrote {dest}\nnext: systemctl daemon-reload && systemctl enable --now {UNIT_NAME}")
+    return 0
+
+
+def cmd_console(args) -> int:
+    from .console import client_commands, terminal
+
+    _positive("--baud", args.baud)
+    try:
+        if args.lines:
+            for reply in client_commands(args.device, args.lines, args.prompt, args.timeout, args.baud):
+                print(reply)
+            return 0
+        return terminal(args.device, args.baud)
+    except (TimeoutError, EOFError) as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"{args.device}: {e.strerror or e}") from None
+
+
+def cmd_bench_godot(args) -> int:
+    _positive("--steps", args.steps)
+    cfg = load_config(args)
+    from sim_bridge.godot_body import GodotError, GodotOptions, bench_godot
+
+    over = {"project": args.godot_project} if args.godot_project else {}
+    try:
+        res = bench_godot(GodotOptions.from_config(cfg, **over), args.steps, seed=args.seed)
+    except GodotError as e:
+        raise BodyError(str(e)) from None
+    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+    return 0
+
+
+def cmd_bench_console(args) -> int:
+    _positive("--steps", args.steps)
+    _positive("--repeats", args.repeats)
+    from .console import bench_console
+
+    res = bench_console(load_config(args), args.steps, args.repeats, args.seed)
+    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
     return 0
 
 
@@ -268,20 +376,6 @@ def cmd_eval(args) -> int:
         print(json.dumps(res))
     else:
         print(format_row(res))
-    return 0
-
-
-def cmd_bench_godot(args) -> int:
-    _positive("--steps", args.steps)
-    cfg = load_config(args)
-    from sim_bridge.godot_body import GodotError, GodotOptions, bench_godot
-
-    over = {"project": args.godot_project} if args.godot_project else {}
-    try:
-        res = bench_godot(GodotOptions.from_config(cfg, **over), args.steps, seed=args.seed)
-    except GodotError as e:
-        raise BodyError(str(e)) from None
-    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
     return 0
 
 
