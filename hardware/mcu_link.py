@@ -35,6 +35,7 @@ class LinkStats:
     dropped_writes: int = 0  # commands not sent because the link was down
     reports: int = 0
     version_mismatch: int = 0
+    hello_retries: int = 0  # hellos sent again because the first (or its answer) was lost
     faults: dict = field(default_factory=dict)  # fault name -> count
     rtt_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
 
@@ -243,6 +244,7 @@ class McuLink:
 
     def _pump(self, ser) -> str:
         next_hb = time.monotonic()
+        hello_at = time.monotonic()
         while not self._stop.is_set():
             try:
                 data = ser.read(max(1, ser.in_waiting))
@@ -256,6 +258,11 @@ class McuLink:
             if now - self.last_rx > self.silent_s:
                 self.stats.silent_events += 1
                 return "silent"
+            if self.hello is None and now - hello_at > self.heartbeat_s * 5:
+                # our hello or its answer was lost on a noisy line: ask again, the MCU keeps reporting meanwhile
+                hello_at = now
+                self.stats.hello_retries += 1
+                self._write(P.Hello(P.PROTOCOL_VERSION, 0, 0, 0, "edge-runtime"))
             if now >= next_hb:
                 next_hb = now + self.heartbeat_s
                 self._hb_token = (self._hb_token + 1) & 0xFFFFFFFF
