@@ -25,7 +25,7 @@ class ModelConfig:
     norm: str = "layer"  # layer (GroupNorm(1, C) without affine, batch-1 safe) | none
     head: str = "flatten"  # flatten keeps where things are in view; avg = MobileNetV3's global pool
     hidden: int = 128
-    eye_skip: tuple[int, int] = (0, 0)  # (H, W) of a pooled raw-pixel path beside the trunk; (0, 0) = off
+    eye_skip: tuple[int, int] = (4, 8)  # (H, W) of a pooled raw-pixel path beside the trunk; (0, 0) = off
     loss_size: int = 8  # the region read as the model's own loss
     lr_size: int = 8  # the region read as the model's own learning rate
     thought_size: int = 112  # fed back as next step's input; the majority of the output
@@ -56,7 +56,7 @@ class ModelConfig:
 class RuleConfig:
     name: str = "survival"
     # shared by both rules
-    lr_min: float = 0.1
+    lr_min: float = 0.5
     lr_max: float = 1.0
     rollback: bool = True
     rollback_every: int = 8  # K: decisions between parameter snapshots
@@ -69,8 +69,8 @@ class RuleConfig:
     gamma: float = 0.99
     lam: float = 0.8
     alpha: float = 1.0
-    kappa_policy: float = 3.0
-    kappa_discomfort: float = 2.0
+    kappa_policy: float = 1.0
+    kappa_discomfort: float = 1.0
     entropy: float = 0.01
     death_discomfort: float = 1.0
     self_lr: bool = True  # False: the learning-rate region is ignored and fixed_lr_scale used

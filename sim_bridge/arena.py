@@ -37,7 +37,7 @@ class ArenaConfig:
     cam_height: float = 0.3
     robot_radius: float = 0.25
     n_food: int = 6
-    food_radius: float = 0.2
+    food_radius: float = 0.25
     food_height: float = 0.4
     food_energy: float = 0.3
     n_hazards: int = 4
@@ -50,11 +50,11 @@ class ArenaConfig:
     obstacle_radius: float = 0.5
     obstacle_height: float = 1.2
     wall_height: float = 0.8
-    forward_speed: float = 0.1
+    forward_speed: float = 0.2
     back_speed: float = 0.05
     turn_rate_deg: float = 12.0
     energy_drain: float = 1.0 / 400.0
-    drive_cost: float = 0.5  # extra drain fraction while driving
+    drive_cost: float = 0.1  # extra drain fraction while driving
     starve_rate: float = 1.0 / 100.0  # HP lost per step at zero energy
     regen_rate: float = 1.0 / 1000.0  # HP regained per step while energy is above regen_above
     regen_above: float = 0.5

@@ -117,7 +117,7 @@ def test_deterministic_under_a_seed():
         rng = np.random.default_rng(0)
         out = [s.left.copy()]
         for _ in range(60):
-            s = a.act((int(rng.integers(3)), int(rng.integers(3))))
+            s = a.respawn() if s.dead else a.act((int(rng.integers(3)), int(rng.integers(3))))
             out.append(np.concatenate([s.left.ravel(), s.right.ravel(), (s.touch * 255).astype(np.uint8), [int(s.hp * 1e4) % 256]]))
         return out
 

@@ -20,7 +20,7 @@ Eligibility traces (one per parameter, per tower), gamma*lambda decay:
     z_D   <- gamma*lambda*z_D  + grad D(s_t)
     z_pi  <- gamma*lambda*z_pi + grad [ log pi(a_t|s_t) + beta * sign(-delta_t) * H(pi(.|s_t)) ]
 
-Overshoot-bounded step (ObGD, Elayed et al. 2024), per tower with its kappa:
+Overshoot-bounded step (ObGD, Elsayed et al. 2024), per tower with its kappa:
     M     = alpha * kappa * max(|delta_t|, 1) * ||z||_1
     a_obg = alpha / max(M, 1)
 
