@@ -346,8 +346,7 @@ def cmd_bench_godot(args) -> int:
         res = bench_godot(GodotOptions.from_config(cfg, **over), args.steps, seed=args.seed)
     except GodotError as e:
         raise BodyError(str(e)) from None
-    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
-    return 0
+    return _print_figures(res, args.json)
 
 
 def cmd_bench_console(args) -> int:
@@ -355,9 +354,7 @@ def cmd_bench_console(args) -> int:
     _positive("--repeats", args.repeats)
     from .console import bench_console
 
-    res = bench_console(load_config(args), args.steps, args.repeats, args.seed)
-    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
-    return 0
+    return _print_figures(bench_console(load_config(args), args.steps, args.repeats, args.seed), args.json)
 
 
 def cmd_eval(args) -> int:
@@ -379,22 +376,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _print_figures(res: dict, as_json: bool) -> int:
+    print(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+    return 0
+
+
 def cmd_bench_arena(args) -> int:
     _positive("--steps", args.steps)
     from .bench import bench_arena
 
-    res = bench_arena(load_config(args), args.steps, args.seed)
-    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
-    return 0
+    return _print_figures(bench_arena(load_config(args), args.steps, args.seed), args.json)
 
 
 def cmd_bench_step(args) -> int:
     _positive("--steps", args.steps)
     from .bench import bench_step
 
-    res = bench_step(load_config(args), args.steps, args.warmup, args.seed)
-    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
-    return 0
+    return _print_figures(bench_step(load_config(args), args.steps, args.warmup, args.seed), args.json)
 
 
 def cmd_bench_survival(args) -> int:

@@ -101,7 +101,20 @@ class Rule:
             return self._sample(logits, greedy)
 
     def decide(self, eyes, body) -> tuple[int, ...]:
-        raise NotImplementedError
+        """Forward with the graph kept for learn(), sample an action, keep the thought for the next input."""
+        out = self.brain(eyes, body, self.thought)
+        bad = self._guard_output(out)
+        if bad is not None:
+            return bad
+        r, logits = self._policy(out)
+        action = self._sample(logits, greedy=False)
+        self._cur = (r, logits, action)
+        self.remember(eyes, body, self.thought, action)
+        self.thought = torch.tanh(r["thought"]).detach()
+        return action
+
+    def remember(self, eyes, body, thought, action):
+        """What a rule keeps of this step's input for its death update (nothing by default)."""
 
     def learn(self, feel: Feeling, next_eyes, next_body) -> dict:
         raise NotImplementedError

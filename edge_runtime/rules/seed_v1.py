@@ -41,17 +41,8 @@ class SeedV1(Rule):
         c = self.cfg
         return c.seed_lr_min + (c.seed_lr_max - c.seed_lr_min) * torch.sigmoid(lr_region.mean())
 
-    def decide(self, eyes, body):
-        out = self.brain(eyes, body, self.thought)
-        bad = self._guard_output(out)
-        if bad is not None:
-            return bad
-        r, logits = self._policy(out)
-        action = self._sample(logits, greedy=False)
-        self._cur = (r, logits, action)
-        self._last_input = (eyes, body, self.thought)
-        self.thought = torch.tanh(r["thought"]).detach()
-        return action
+    def remember(self, eyes, body, thought, action):
+        self._last_input = (eyes, body, thought)  # the last pre-death input, for the negative-loss update
 
     def learn(self, feel: Feeling, next_eyes, next_body) -> dict:
         pending = self.take_pending_fault()

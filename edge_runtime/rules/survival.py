@@ -129,17 +129,8 @@ class Survival(Rule):
             return c.fixed_lr_scale, u
         return c.lr_min + (c.lr_max - c.lr_min) * float(u.detach()), u
 
-    def decide(self, eyes, body):
-        out = self.brain(eyes, body, self.thought)
-        bad = self._guard_output(out)
-        if bad is not None:
-            return bad
-        r, logits = self._policy(out)
-        action = self._sample(logits, greedy=False)
-        self._cur = (r, logits, action)
-        self.window.append((eyes, body, self.thought, action))
-        self.thought = torch.tanh(r["thought"]).detach()
-        return action
+    def remember(self, eyes, body, thought, action):
+        self.window.append((eyes, body, thought, action))
 
     def _grads(self, r, logits, action, delta_sign: float):
         d_est = r["loss"].mean()
