@@ -103,20 +103,50 @@ class BrainPolicy(Policy):
         return self.rule.act_frozen(eyes, bodyv, greedy=self.greedy)
 
 
-def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPolicy:
-    """Load a frozen brain from a run directory (its weights.pt) or a weights file; never executes pickled code."""
+def _read_frozen(path: str | Path) -> dict:
+    """{model, towers, spec, model_cfg, rule} from a run directory (weights.pt, else its newest valid
+    checkpoint), a weights file, or a flash checkpoint file (ckpt-*.bin). Never executes pickled code."""
+    from . import checkpoint as ck
+
     p = Path(path)
     if p.is_dir():
-        cands = [p / "weights.pt"]
-        p = next((c for c in cands if c.exists()), None)
-        if p is None:
-            raise PolicyError(f"{path}: no weights.pt in this run directory")
+        if (p / "weights.pt").exists():
+            p = p / "weights.pt"
+        else:
+            try:
+                info, state = ck.CheckpointStore(ck.resolve_dir(p)).load()
+            except ck.CheckpointError as e:
+                raise PolicyError(f"{path}: no weights.pt and no valid checkpoint ({e})") from None
+            return _from_checkpoint(state)
     if not p.exists():
-        raise PolicyError(f"{path}: no such policy (random | stationary | oracle | RUN_DIR | weights file)")
+        raise PolicyError(f"{path}: no such policy (random | stationary | oracle | RUN_DIR | weights or checkpoint file)")
+    data = p.read_bytes()
+    if data[:len(ck.MAGIC)] == ck.MAGIC:
+        info, payload = ck.parse(data, "file", str(p))
+        if payload is None:
+            raise PolicyError(f"{p}: not a valid checkpoint ({info.error})")
+        try:
+            return _from_checkpoint(ck.decode(payload))
+        except ck.CheckpointError as e:
+            raise PolicyError(f"{p}: {e}") from None
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
+        import io
+
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or foreign file
         raise PolicyError(f"{p}: not a readable weights file ({type(e).__name__}: {e})") from None
+
+
+def _from_checkpoint(state: dict) -> dict:
+    cfg = json.loads(state["config"])
+    return {"model": state["model"], "towers": state["meta"]["towers"], "spec": json.loads(state["spec"]),
+            "model_cfg": cfg["model"], "rule": state["meta"]["rule"]}
+
+
+def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPolicy:
+    """Load a frozen brain (see _read_frozen for what `path` may be)."""
+    ck = _read_frozen(path)
+    p = path
     if ck.get("spec", {}).get("action_heads") != dict(spec.action_heads) or list(ck["spec"]["eye_shape"]) != list(spec.eye_shape):
         raise PolicyError(f"{p}: made for body {ck.get('spec')}, not {spec.to_dict()}")
     try:
@@ -125,13 +155,15 @@ def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPoli
         raise PolicyError(f"{p}: model config does not load ({e})") from None
     from .config import RuleConfig
     from .model import Brain
-
-    brain = Brain(spec, mcfg, ck["towers"])
-    brain.load_state_dict(ck["model"])
-    rule_cls = RULES[ck["rule"]]
-    rule = rule_cls.__new__(rule_cls)
     from .rules.base import Rule
 
+    brain = Brain(spec, mcfg, ck["towers"])
+    try:
+        brain.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise PolicyError(f"{p}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+    rule_cls = RULES[ck["rule"]]
+    rule = rule_cls.__new__(rule_cls)
     Rule.__init__(rule, brain, RuleConfig(name=ck["rule"]))
     return BrainPolicy(rule, mcfg, greedy=greedy, name=str(path))
 
@@ -149,6 +181,7 @@ def make_policy(name: str, spec, greedy: bool = False) -> Policy:
 def evaluate(policy: Policy, make_body: Callable[[], Body], cfg: Config, lives: int, seed: int,
              cap: int | None = None, action_repeat: int | None = None) -> dict:
     """Run `lives` frozen lives; life i starts the world from seed + i."""
+    torch.set_num_threads(cfg.runtime.threads)
     cap = cap or cfg.runtime.eval_cap
     repeat = action_repeat or getattr(policy, "action_repeat", None) or cfg.runtime.action_repeat
     lengths, censored, food, hits = [], [], [], []

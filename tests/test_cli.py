@@ -134,3 +134,20 @@ def test_bench_survival_tiny(tmp_path):
         assert (s, "random", "sample") in labels and (s, "stationary", "sample") in labels
     assert "survival/sample" in r["verdict"]
     assert (tmp_path / "table.txt").exists()
+
+
+def test_eval_a_flash_checkpoint_file_and_a_run_dir_without_weights(tmp_path):
+    d = tmp_path / "r"
+    assert run("--sim", "--steps", "8", "--run-dir", str(d))[0] == 0
+    ckpts = sorted((d / "checkpoints").glob("ckpt-*.bin"))
+    assert ckpts
+    rc, out, err = run("eval", "--policy", str(ckpts[0]), "--lives", "1", "--seed", "1", "--cap", "100", "--json")
+    assert rc == 0, err
+    (d / "weights.pt").unlink()
+    rc, out, err = run("eval", "--policy", str(d), "--lives", "1", "--seed", "1", "--cap", "100", "--json")
+    assert rc == 0, err
+    ckpts[0].write_bytes(ckpts[0].read_bytes()[:-10])  # torn
+    for c in ckpts[1:]:
+        c.unlink()
+    rc, out, err = run("eval", "--policy", str(d), "--lives", "1", "--cap", "100")
+    assert rc == 2 and "no valid checkpoint" in err
