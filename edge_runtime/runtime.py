@@ -189,6 +189,9 @@ class Runner:
 
     def request_stop(self):
         self.stop_requested = True
+        interrupt = getattr(self.body, "interrupt", None)  # a body blocked waiting (a dead robot awaiting revive)
+        if interrupt is not None:
+            interrupt()
 
     def begin_life(self, sense: Sense):
         """From a hook's on_step: the body was brought back outside the death path; go on from `sense`."""

@@ -130,6 +130,7 @@ class RobotBody(Body):
         self.camera: StereoCamera | None = None
         self._closed = False
         self._revive = threading.Event()
+        self._interrupted = threading.Event()
         self.counts = {"deaths": 0, "bumps": 0, "revived": 0, "link_down_steps": 0, "battery_deaths": 0,
                        "tilt_deaths": 0, "late_reports": 0}
         try:
@@ -223,6 +224,10 @@ class RobotBody(Body):
             self._die()
         return sense
 
+    def interrupt(self):
+        """Called by the runtime when it is asked to stop: a wait for a revive ends at once."""
+        self._interrupted.set()
+
     def respawn(self) -> Sense:
         """Wait until revived (button / timeout / revive(), per robot.revive), then come back with full HP."""
         c = self.cfg
@@ -236,6 +241,10 @@ class RobotBody(Body):
         said_battery = False
         last_state = time.monotonic()
         while not self._closed:
+            if self._interrupted.is_set():  # the runtime is stopping (SIGTERM): stay dead, motors stopped
+                self._interrupted.clear()
+                log.info("stop requested while dead: not waiting for a revive")
+                return self._sense(feel=False)
             self._sense(feel=False)  # keep reading the board (battery, button)
             now = time.monotonic()
             if now - last_state > 0.5:  # repeat: a board that rebooted must learn it is dead

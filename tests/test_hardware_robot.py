@@ -168,3 +168,26 @@ def test_closing_the_body_commands_stop(robot):
     body.close()
     assert wait_for(lambda: vm.stats.stops == stops + 1)
     assert vm.left == 0 and not vm.failsafe  # stopped by the host on exit, before the failsafe would
+
+
+def test_a_stop_request_ends_the_wait_for_a_revive(robot):
+    """systemctl stop of a dead robot must not hang until the stop timeout."""
+    import threading
+
+    body, vm = robot
+    body.reset()
+    for _ in range(3):
+        vm.bump()
+        time.sleep(0.35)
+    s = None
+    for _ in range(50):
+        s = body.act({"drive": 1, "turn": 1})
+        if s.dead:
+            break
+    assert s.dead
+    threading.Timer(0.3, body.interrupt).start()
+    t = time.monotonic()
+    s = body.respawn()
+    assert s.dead and body.counts["revived"] == 0  # still dead, motors stay stopped
+    assert time.monotonic() - t < 5
+    assert vm.left == 0 and vm.right == 0
