@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.cmd == "bench":
             if args.what is None:
-                raise UsageError("bench needs one of: arena, step, survival")
+                raise UsageError("bench needs one of: arena, step, survival, console, godot")
             return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival,
                     "console": cmd_bench_console, "godot": cmd_bench_godot}[args.what](args)
         if args.cmd == "install-service":
