@@ -10,6 +10,7 @@ Normalisation is GroupNorm with one group and no affine, i.e. LayerNorm over
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -135,12 +136,16 @@ class Regions:
     def total(self) -> int:
         return self.actions + self.loss + self.lr + self.thought
 
-    def slices(self) -> dict[str, slice]:
+    @functools.cached_property
+    def _slices(self) -> dict[str, slice]:
         out, i = {}, 0
         for name, n in (("actions", self.actions), ("loss", self.loss), ("lr", self.lr), ("thought", self.thought)):
             out[name] = slice(i, i + n)
             i += n
         return out
+
+    def slices(self) -> dict[str, slice]:
+        return self._slices  # computed once: split() runs on every forward
 
 
 class Tower(nn.Module):
@@ -222,6 +227,14 @@ class Brain(nn.Module):
         loss = self.discomfort(eyes, body, thought)
         lr = self.lr_head(h.detach())
         return torch.cat([p[:, :a], loss, lr, p[:, a:]], 1)
+
+    def discomfort_estimate(self, eyes: torch.Tensor, body: torch.Tensor, thought: torch.Tensor) -> torch.Tensor:
+        """The loss region alone. With split towers only the discomfort tower runs (the TD target's forward)."""
+        if self.towers == "shared":
+            return self.split(self(eyes, body, thought))["loss"]
+        if not self.cfg.thought_feedback:
+            thought = torch.zeros_like(thought)
+        return self.discomfort(eyes, body, thought)
 
     def split(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         s = self.regions.slices()

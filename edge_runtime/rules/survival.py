@@ -168,7 +168,7 @@ class Survival(Rule):
             d_next = 0.0
         else:
             with torch.no_grad():
-                d_next = float(self.brain(next_eyes, next_body, self.thought)[:, self.brain.regions.slices()["loss"]].mean())
+                d_next = float(self.brain.discomfort_estimate(next_eyes, next_body, self.thought).mean())
         delta = c_scaled + c.gamma * d_next - d_now
         lr_scale, u = self._lr_scale(r["lr"])
         ent = float(self.entropy(logits).detach())
