@@ -32,6 +32,9 @@ class ModelConfig:
     thought_feedback: bool = True
     towers: str = "auto"  # auto (the rule decides) | shared | split
     sparse_init: float = 0.9
+    actor_reads_critic: bool = True  # split towers: the action/thought head also reads the discomfort tower's features (detached)
+    head_reads_senses: bool = True  # each tower's output layer also reads the body vector and the pooled eyes (a direct, linear path)
+    thought_init: str = "zero"  # sparse | zero: the weights reading the fed-back thought start at zero
 
     def __post_init__(self):
         w = "model"
@@ -50,6 +53,7 @@ class ModelConfig:
         check(self.thought_size >= 0, f"{w}.thought_size", "must be >= 0")
         check(self.towers in ("auto", "shared", "split"), f"{w}.towers", f"must be auto|shared|split, got {self.towers!r}")
         check(0.0 <= self.sparse_init < 1.0, f"{w}.sparse_init", "must be in [0, 1)")
+        check(self.thought_init in ("sparse", "zero"), f"{w}.thought_init", f"must be sparse|zero, got {self.thought_init!r}")
 
 
 @dataclass
@@ -71,7 +75,11 @@ class RuleConfig:
     alpha: float = 1.0
     kappa_policy: float = 1.0
     kappa_discomfort: float = 1.0
-    entropy: float = 0.01
+    forecast_gammas: tuple[float, ...] = (0.0, 0.5, 0.75, 0.9)  # extra discomfort forecasts at these horizons, in the first loss-region slots
+    bound_scope: str = "block"  # tower: one ObGD bound per tower | block: one per block (trunk, fc, out) of each tower
+    entropy: float = 0.01  # entropy weight (the starting value when entropy_target > 0)
+    entropy_target: float = 0.3  # > 0: each action head's entropy weight adapts to keep it above this fraction of its maximum
+    entropy_adapt: float = 0.01  # step of log(weight) per decision per nat below or above the target
     death_discomfort: float = 1.0
     self_lr: bool = True  # False: the learning-rate region is ignored and fixed_lr_scale used
     fixed_lr_scale: float = 1.0
@@ -92,6 +100,11 @@ class RuleConfig:
         check(self.alpha > 0, f"{w}.alpha", "must be > 0")
         check(self.kappa_policy > 0 and self.kappa_discomfort > 0, f"{w}.kappa_policy", "kappas must be > 0")
         check(self.entropy >= 0, f"{w}.entropy", "must be >= 0")
+        self.forecast_gammas = tuple(float(g) for g in self.forecast_gammas)
+        check(all(0.0 <= g < 1.0 for g in self.forecast_gammas), f"{w}.forecast_gammas", "each must be in [0, 1)")
+        check(0.0 <= self.entropy_target < 1.0, f"{w}.entropy_target", "must be in [0, 1)")
+        check(self.entropy_target == 0.0 or self.entropy > 0, f"{w}.entropy", "must be > 0 when entropy_target > 0")
+        check(self.bound_scope in ("tower", "block"), f"{w}.bound_scope", f"must be tower|block, got {self.bound_scope!r}")
         check(0 < self.fixed_lr_scale <= 1.0, f"{w}.fixed_lr_scale", "must be in (0, 1]")
 
 
@@ -164,6 +177,8 @@ def _coerce(where: str, typ, value):
     if origin is tuple:
         check(isinstance(value, (list, tuple)), where, f"must be a list, got {value!r}")
         args = typing.get_args(typ)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{where}[{i}]", args[0], v) for i, v in enumerate(value))
         check(len(value) == len(args), where, f"must have {len(args)} items, got {len(value)}")
         return tuple(_coerce(f"{where}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
     return value

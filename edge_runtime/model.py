@@ -151,13 +151,18 @@ class Regions:
 class Tower(nn.Module):
     """MobileNetV3 trunk on the eyes, then a small head that also sees the body vector and thought."""
 
-    def __init__(self, cfg: ModelConfig, body_dim: int, thought_dim: int, out_dim: int):
+    def __init__(self, cfg: ModelConfig, body_dim: int, thought_dim: int, out_dim: int, extra_in: int = 0):
         super().__init__()
         self.trunk = MobileNetV3(6, cfg.preset, cfg.width, cfg.norm, cfg.head, cfg.input_hw)
         self.skip = tuple(cfg.eye_skip) if cfg.eye_skip[0] > 0 else None
         skip_dim = 6 * self.skip[0] * self.skip[1] if self.skip else 0
         self.fc = nn.Linear(self.trunk.out_dim + skip_dim + body_dim + thought_dim, cfg.hidden)
-        self.out = nn.Linear(cfg.hidden, out_dim)
+        self.thought_dim = thought_dim
+        # the direct path: what the body feels and where colours are, straight to the output layer, so a
+        # young network can learn "touch ahead: do not drive" or "green on the left: turn" as one linear step
+        self.direct = body_dim + skip_dim if cfg.head_reads_senses else 0
+        self.width = cfg.hidden + self.direct  # what hidden() returns
+        self.out = nn.Linear(self.width + extra_in, out_dim)
 
     def hidden(self, eyes, body, thought):
         parts = [self.trunk(eyes)]
@@ -166,8 +171,10 @@ class Tower(nn.Module):
             # noise, while "which colour is where" is readable from the first step
             parts.append(F.adaptive_avg_pool2d(eyes, self.skip).flatten(1))
         z = torch.cat(parts + [body, thought], 1)
-        z = F.layer_norm(self.fc(z), (self.fc.out_features,))
-        return F.leaky_relu(z, 0.01)
+        h = F.leaky_relu(F.layer_norm(self.fc(z), (self.fc.out_features,)), 0.01)
+        if self.direct:
+            h = torch.cat([h, body] + parts[1:], 1)
+        return h
 
     def forward(self, eyes, body, thought):
         return self.out(self.hidden(eyes, body, thought))
@@ -197,11 +204,12 @@ class Brain(nn.Module):
             self.policy = Tower(cfg, self.body_dim, t, self.regions.total)
             self.discomfort = None
         else:
-            self.policy = Tower(cfg, self.body_dim, t, self.regions.actions + t)
             self.discomfort = Tower(cfg, self.body_dim, t, cfg.loss_size)
+            extra = self.discomfort.width if cfg.actor_reads_critic else 0
+            self.policy = Tower(cfg, self.body_dim, t, self.regions.actions + t, extra_in=extra)
             # the learning-rate region reads the policy's features without
             # sending gradient back into them (it is trained by its own target)
-            self.lr_head = nn.Linear(cfg.hidden, cfg.lr_size)
+            self.lr_head = nn.Linear(self.policy.width, cfg.lr_size)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -212,6 +220,11 @@ class Brain(nn.Module):
                 sparse_init_(m.weight, self.cfg.sparse_init if isinstance(m, nn.Linear) else 0.0)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if self.cfg.thought_init == "zero":
+            for tower in (self.policy, self.discomfort):
+                if tower is not None and tower.thought_dim:
+                    with torch.no_grad():
+                        tower.fc.weight[:, -tower.thought_dim:] = 0.0
 
     def zero_thought(self) -> torch.Tensor:
         return torch.zeros(1, self.cfg.thought_size)
@@ -222,9 +235,10 @@ class Brain(nn.Module):
         if self.towers == "shared":
             return self.policy(eyes, body, thought)
         h = self.policy.hidden(eyes, body, thought)
-        p = self.policy.out(h)
         a = self.regions.actions
-        loss = self.discomfort(eyes, body, thought)
+        hd = self.discomfort.hidden(eyes, body, thought)
+        loss = self.discomfort.out(hd)
+        p = self.policy.out(torch.cat([h, hd.detach()], 1) if self.cfg.actor_reads_critic else h)
         lr = self.lr_head(h.detach())
         return torch.cat([p[:, :a], loss, lr, p[:, a:]], 1)
 

@@ -30,7 +30,7 @@ from .senses import SenseEncoder
 log = logging.getLogger("edge_runtime.runtime")
 
 METRIC_KEYS = ("step", "body_step", "life", "hp", "energy", "self_loss", "self_lr", "lr_eff", "entropy", "td_error",
-               "discomfort", "rollbacks", "faults", "dead")
+               "discomfort", "entropy_w", "rollbacks", "faults", "dead")
 
 
 def act_repeat(body: Body, action, sense: Sense, repeat: int, threshold: float) -> tuple[Sense, Feeling]:

@@ -57,11 +57,13 @@ def test_normalisation_is_batch_one_safe():
 
 
 def test_thought_is_an_input():
-    cfg = ModelConfig(sparse_init=0.0)
+    # by default the weights reading the thought start at zero and grow by learning
+    # (tests/test_survival_design.py); with random ones it must move the output at once
+    cfg = ModelConfig(sparse_init=0.0, thought_init="sparse")
     b = Brain(SPEC, cfg, "shared")
     e, v, t = inputs(cfg)
     assert not torch.allclose(b(e, v, t), b(e, v, t + 1.0))
-    off = Brain(SPEC, ModelConfig(sparse_init=0.0, thought_feedback=False), "shared")
+    off = Brain(SPEC, ModelConfig(sparse_init=0.0, thought_init="sparse", thought_feedback=False), "shared")
     assert torch.allclose(off(e, v, t), off(e, v, t + 1.0))
 
 
@@ -75,7 +77,7 @@ def test_body_vector_is_an_input():
 
 
 def test_sparse_init_zeroes_most_incoming_weights():
-    b = Brain(SPEC, ModelConfig(sparse_init=0.9), "split")
+    b = Brain(SPEC, ModelConfig(sparse_init=0.9, thought_init="sparse"), "split")
     w = b.policy.fc.weight
     assert (w == 0).float().mean().item() == pytest.approx(0.9, abs=0.01)
 
