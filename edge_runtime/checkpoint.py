@@ -608,7 +608,16 @@ def checkpoint_hooks(cfg: Config, spec, run_dir: str | Path, resume: str = "no",
         except NoValidCheckpoint:
             if resume == "yes":
                 raise
-            log.info("no checkpoint in %s: starting fresh", d)
+            bad = sorted(x for x in d.glob("ckpt-*.bin")) if d.is_dir() else []
+            if bad:
+                # none of them loads: keep them for a post-mortem, out of the new run's way
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                for f in bad:
+                    f.rename(f.with_name(f"{f.name}.corrupt-{stamp}"))
+                log.warning("%s: %d checkpoint file(s), none valid: kept as *.corrupt-%s, starting fresh",
+                            d, len(bad), stamp)
+            else:
+                log.info("no checkpoint in %s: starting fresh", d)
         if state is not None:
             check_matches(state, cfg, spec, where=f"checkpoint {info.path} (step {info.step})")
             seed = int(state["meta"]["seed"])

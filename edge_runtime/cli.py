@@ -79,6 +79,9 @@ def build_parser() -> Parser:
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest valid checkpoint (its config.toml unless --config)")
+    r.add_argument("--continue", dest="cont", action="store_true",
+                   help="with --run-dir: continue from its newest valid checkpoint if there is one, else start fresh "
+                        "there (what the service does, so a restart keeps what the robot learned)")
     r.add_argument("--console", default=None, metavar="DEVICE|stdio",
                    help="serve the debug console on a serial device (/dev/ttyGS0, a pty...) or on stdin/stdout")
 
@@ -250,6 +253,8 @@ def cmd_run(args) -> int:
     if args.godot_project and args.body != "godot":
         raise UsageError("--godot-project goes with --body godot")
     _positive("--steps", args.steps)
+    if args.cont and (args.resume or not args.run_dir):
+        raise UsageError("--continue goes with --run-dir DIR (and not with --resume)")
     if args.resume:
         if args.run_dir and Path(args.run_dir).resolve() != Path(args.resume).resolve():
             raise UsageError("--resume RUN_DIR continues in RUN_DIR: drop --run-dir")
@@ -267,7 +272,7 @@ def cmd_run(args) -> int:
     body = make_body(cfg, "arena" if args.sim else args.body)
     with body:
         try:
-            hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="yes" if args.resume else "no", seed=args.seed)
+            hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="yes" if args.resume else ("auto" if args.cont else "no"), seed=args.seed)
         except CheckpointError as e:
             raise UsageError(str(e)) from None
         hooks += service_hooks(args, cfg)

@@ -249,8 +249,9 @@ StartLimitBurst=5
 [Service]
 Type=notify
 NotifyAccess=main
-ExecStart={exec_path} run --config {config} --no-progress
-# runs/<time>-... (config snapshot, metrics, weights) land in the state directory
+ExecStart={exec_path} run --config {config} --run-dir run --continue --no-progress
+# the run (config snapshot, metrics, weights, checkpoints) lives in the state directory's run/;
+# --continue picks it up from its newest valid checkpoint after a restart or a reboot
 WorkingDirectory=%S/edge-runtime
 StateDirectory=edge-runtime
 StateDirectoryMode=0750

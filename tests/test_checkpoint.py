@@ -410,6 +410,33 @@ def test_cli_sim_resume_continues_and_refuses_a_mismatch(tmp_path):
     assert p.returncode == 2 and "no valid checkpoint" in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 
+def test_cli_continue_starts_fresh_then_continues_and_keeps_corrupt_files(tmp_path):
+    """What the service runs: the first start is fresh, every restart continues where the last one saved."""
+    d = tmp_path / "run"
+    p = run_cli("--sim", "--steps", "6", "--seed", "3", "--run-dir", str(d), "--continue", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "starting fresh" in p.stderr
+    p = run_cli("--sim", "--steps", "4", "--seed", "3", "--run-dir", str(d), "--continue", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "resumed from checkpoint: step 6" in p.stderr
+    steps = [json.loads(l)["step"] for l in (d / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))
+    # every slot damaged: nothing loads, the files are set aside (not overwritten) and the run starts fresh
+    slots = sorted((d / "checkpoints").glob("ckpt-*.bin"))
+    assert slots
+    for f in slots:
+        raw = bytearray(f.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        f.write_bytes(bytes(raw))
+    p = run_cli("--sim", "--steps", "3", "--seed", "3", "--run-dir", str(d), "--continue", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "none valid" in p.stderr
+    kept = sorted((d / "checkpoints").glob("ckpt-*.bin.corrupt-*"))
+    assert len(kept) == len(slots)
+    p = run_cli("--sim", "--steps", "3", "--continue", "--no-progress")
+    assert p.returncode == 2 and "--continue goes with --run-dir" in p.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_graceful_stop_writes_a_final_checkpoint(tmp_path, sig):
     d = tmp_path / "run"

@@ -225,7 +225,7 @@ def test_install_service_dry_run_and_write(tmp_path):
     cfg.write_text("[arena]\nn_food = 3\n")
     p = run_cli("install-service", "--dry-run", "--config", str(cfg))
     assert p.returncode == 0, p.stderr
-    assert f"run --config {cfg.resolve()} --no-progress" in p.stdout and "Type=notify" in p.stdout
+    assert f"run --config {cfg.resolve()} --run-dir run --continue --no-progress" in p.stdout and "Type=notify" in p.stdout
     p = run_cli("install-service", "--config", str(cfg), "--unit-dir", str(tmp_path / "sys"), "--watchdog", "12")
     assert p.returncode == 0, p.stderr
     assert "WatchdogSec=12s" in (tmp_path / "sys" / "edge-runtime.service").read_text()
