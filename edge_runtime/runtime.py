@@ -210,7 +210,7 @@ class Runner:
         rec = {"step": self.rule.steps, "body_step": self.body_steps, "life": len(self.lifespans) + 1,
                "hp": round(sense.hp, 4), "energy": round(sense.energy, 4), "rollbacks": self.rule.rollbacks,
                "faults": self.rule.faults, "dead": bool(sense.dead)}
-        for k in ("self_loss", "self_lr", "lr_eff", "entropy", "td_error", "discomfort"):
+        for k in ("self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "discomfort"):
             if k in m:
                 rec[k] = round(float(m[k]), 6)
         if "fault" in m:

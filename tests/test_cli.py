@@ -23,7 +23,7 @@ def test_sim_learns_and_writes_a_run_directory(tmp_path):
         assert (d / f).exists(), f
     lines = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 30
-    for k in ("step", "hp", "energy", "self_loss", "self_lr", "lr_eff", "entropy", "td_error", "rollbacks"):
+    for k in ("step", "hp", "energy", "self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "rollbacks"):
         assert k in lines[-1]
     assert "st/s" in err and "med life" in err  # the live progress line
 
