@@ -608,7 +608,7 @@ def checkpoint_hooks(cfg: Config, spec, run_dir: str | Path, resume: str = "no",
         except NoValidCheckpoint:
             if resume == "yes":
                 raise
-            bad = sorted(x for x in d.glob("ckpt-*.bin")) if d.is_dir() else []
+            bad = sorted(d.glob("ckpt-*.bin")) if d.is_dir() else []
             if bad:
                 # none of them loads: keep them for a post-mortem, out of the new run's way
                 stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -8,6 +8,7 @@ deaths per 10k body steps; the mean is given only beside them.
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Callable
@@ -130,8 +131,6 @@ def _read_frozen(path: str | Path) -> dict:
         except ck.CheckpointError as e:
             raise PolicyError(f"{p}: {e}") from None
     try:
-        import io
-
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or foreign file
         raise PolicyError(f"{p}: not a readable weights file ({type(e).__name__}: {e})") from None
@@ -146,7 +145,7 @@ def _from_checkpoint(state: dict) -> dict:
 def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPolicy:
     """Load a frozen brain (see _read_frozen for what `path` may be)."""
     ck = _read_frozen(path)
-    p = path
+    p = path  # named in every error below
     if ck.get("spec", {}).get("action_heads") != dict(spec.action_heads) or list(ck["spec"]["eye_shape"]) != list(spec.eye_shape):
         raise PolicyError(f"{p}: made for body {ck.get('spec')}, not {spec.to_dict()}")
     try:

@@ -135,6 +135,9 @@ class Survival(Rule):
         # which bound each parameter falls under: one per tower, or one per block of a tower
         self.blocks_pi = self._blocks(brain.policy, cfg.bound_scope)
         self.blocks_d = self._blocks(brain.discomfort, cfg.bound_scope)
+        # blocks are contiguous in parameter order: one foreach call per block on the hot path
+        self.ranges_pi = self._ranges(self.blocks_pi)
+        self.ranges_d = self._ranges(self.blocks_d)
         self.k_fc = len(cfg.forecast_gammas)
         if self.k_fc >= brain.regions.loss:
             raise ValueError(f"survival: rule.forecast_gammas has {self.k_fc} entries; model.loss_size must be larger")
@@ -158,6 +161,17 @@ class Survival(Rule):
             return [0] * len(names)
         order = {"trunk": 0, "fc": 1, "out": 2}
         return [order[n.split(".")[0]] for n in names]
+
+    @staticmethod
+    def _ranges(blocks: list[int]) -> list[tuple[int, int]]:
+        """(first, end) parameter index of each block."""
+        out = []
+        for i, b in enumerate(blocks):
+            if not out or blocks[out[-1][0]] != b:
+                out.append((i, i + 1))
+            else:
+                out[-1] = (out[-1][0], i + 1)
+        return out
 
     # ------------------------------------------------------------ snapshots include traces and the thought
     def snapshot_tensors(self):
@@ -220,6 +234,13 @@ class Survival(Rule):
         self.log_beta = [min(math.log(10.0), max(math.log(1e-4), b + c.entropy_adapt * (t - x)))
                          for b, t, x in zip(self.log_beta, self.h_target, h)]
 
+    @staticmethod
+    def _add_by_block(params, z, ranges, steps: list[float], scale: float, delta: float = 1.0):
+        """params[i] += scale * steps[i] * delta * z[i]; the step is the same within a block."""
+        with torch.no_grad():
+            for lo, hi in ranges:
+                torch._foreach_add_(params[lo:hi], z[lo:hi], alpha=scale * steps[lo] * delta)
+
     def _bounded_step(self, delta: float, lr_scale: float) -> tuple[float, float] | None:
         c = self.cfg
         db = max(abs(delta), 1.0)
@@ -227,15 +248,8 @@ class Survival(Rule):
         a_pi = self._block_steps(self.z_pi, self.blocks_pi, c.kappa_policy, db)
         if a_d is None or a_pi is None:
             return None
-        with torch.no_grad():
-            if c.bound_scope == "tower":
-                torch._foreach_add_(self.p_d, self.z_d, alpha=lr_scale * a_d[0] * delta)
-                torch._foreach_add_(self.p_pi, self.z_pi, alpha=-lr_scale * a_pi[0] * delta)
-            else:
-                for p, z, a in zip(self.p_d, self.z_d, a_d):
-                    p.add_(z, alpha=lr_scale * a * delta)
-                for p, z, a in zip(self.p_pi, self.z_pi, a_pi):
-                    p.add_(z, alpha=-lr_scale * a * delta)
+        self._add_by_block(self.p_d, self.z_d, self.ranges_d, a_d, lr_scale, delta)
+        self._add_by_block(self.p_pi, self.z_pi, self.ranges_pi, a_pi, -lr_scale, delta)
         # the policy's headline step: its output block's
         return a_d[-1], a_pi[-1]
 
@@ -314,9 +328,7 @@ class Survival(Rule):
         a = self._block_steps([x / d for x in grads], self.blocks_d, self.cfg.kappa_discomfort, max(d, 1.0))
         if a is None:
             return False
-        with torch.no_grad():
-            for p, gi, ai in zip(self.p_d, grads, a):
-                p.add_(gi, alpha=lr_scale * ai)
+        self._add_by_block(self.p_d, grads, self.ranges_d, a, lr_scale)
         return True
 
     def _die(self, c_death: float) -> bool:
