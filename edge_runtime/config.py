@@ -35,6 +35,7 @@ class ModelConfig:
     actor_reads_critic: bool = True  # split towers: the action/thought head also reads the discomfort tower's features (detached)
     head_reads_senses: bool = True  # each tower's output layer also reads the body vector and the pooled eyes (a direct, linear path)
     thought_init: str = "zero"  # sparse | zero: the weights reading the fed-back thought start at zero
+    eye_norm: bool = True  # standardise each eye pixel by its running mean and std (learned while acting, frozen in evaluation)
 
     def __post_init__(self):
         w = "model"

@@ -149,7 +149,9 @@ def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPoli
     if ck.get("spec", {}).get("action_heads") != dict(spec.action_heads) or list(ck["spec"]["eye_shape"]) != list(spec.eye_shape):
         raise PolicyError(f"{p}: made for body {ck.get('spec')}, not {spec.to_dict()}")
     try:
-        mcfg = ModelConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["model_cfg"].items()})
+        saved = dict(ck["model_cfg"])
+        saved.setdefault("eye_norm", False)  # weights from before eye_norm existed learned on raw pixels
+        mcfg = ModelConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
     except (TypeError, ConfigError) as e:
         raise PolicyError(f"{p}: model config does not load ({e})") from None
     from .config import RuleConfig

@@ -180,6 +180,38 @@ class Tower(nn.Module):
         return self.out(self.hidden(eyes, body, thought))
 
 
+class EyeNorm(nn.Module):
+    """Each eye pixel (per channel and position) standardised by its running mean and std (Welford), as
+    stream-x normalises observations. Subtracting the per-position mean removes the scene's fixed layout
+    (floor below, walls and sky above), so what stands out is what differs from the usual view: food, a
+    hazard, a wall too close. The statistics are buffers: they live in the checkpoint, learning updates
+    them once per decision (update()), frozen evaluation only reads them. They are not rolled back on
+    death: they describe the senses, not what was learned. Clipped to +-CLIP so one odd frame cannot
+    dominate the overshoot bound's L1 norm."""
+
+    CLIP = 5.0
+    MIN_STD = 1e-2  # a pixel that never changed (n small, or a constant background) is not blown up
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("mean", torch.zeros(1, *shape))
+        self.register_buffer("m2", torch.zeros(1, *shape))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor):
+        self.count += 1
+        d = x - self.mean
+        self.mean += d / self.count
+        self.m2 += d * (x - self.mean)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.count < 2:
+            return x - self.mean
+        std = (self.m2 / (self.count - 1)).sqrt().clamp_min(self.MIN_STD)
+        return ((x - self.mean) / std).clamp(-self.CLIP, self.CLIP)
+
+
 class Brain(nn.Module):
     """The whole model. forward() returns one output tensor (1, regions.total).
 
@@ -200,6 +232,7 @@ class Brain(nn.Module):
         self.regions = Regions(tuple(spec.action_heads.items()), cfg.loss_size, cfg.lr_size, cfg.thought_size)
         self.body_dim = 2 + spec.touch_channels
         t = cfg.thought_size
+        self.eye_norm = EyeNorm((6, *cfg.input_hw)) if cfg.eye_norm else None
         if towers == "shared":
             self.policy = Tower(cfg, self.body_dim, t, self.regions.total)
             self.discomfort = None
@@ -229,9 +262,16 @@ class Brain(nn.Module):
     def zero_thought(self) -> torch.Tensor:
         return torch.zeros(1, self.cfg.thought_size)
 
+    def observe(self, eyes: torch.Tensor):
+        """Learning saw these eyes: fold them into the eye statistics (no-op without eye_norm)."""
+        if self.eye_norm is not None:
+            self.eye_norm.update(eyes)
+
     def forward(self, eyes: torch.Tensor, body: torch.Tensor, thought: torch.Tensor) -> torch.Tensor:
         if not self.cfg.thought_feedback:
             thought = torch.zeros_like(thought)
+        if self.eye_norm is not None:
+            eyes = self.eye_norm(eyes)
         if self.towers == "shared":
             return self.policy(eyes, body, thought)
         h = self.policy.hidden(eyes, body, thought)
@@ -248,6 +288,8 @@ class Brain(nn.Module):
             return self.split(self(eyes, body, thought))["loss"]
         if not self.cfg.thought_feedback:
             thought = torch.zeros_like(thought)
+        if self.eye_norm is not None:
+            eyes = self.eye_norm(eyes)
         return self.discomfort(eyes, body, thought)
 
     def split(self, out: torch.Tensor) -> dict[str, torch.Tensor]:

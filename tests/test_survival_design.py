@@ -150,3 +150,39 @@ def test_forecasts_need_room_in_the_loss_region():
     arena = Arena()
     with pytest.raises(ValueError, match="forecast_gammas"):
         build(arena.spec, ModelConfig(loss_size=2), RuleConfig(name="survival", forecast_gammas=(0.0, 0.5)), seed=0)
+
+
+def test_eye_norm_standardises_each_pixel_and_only_learning_updates_it():
+    cfg = ModelConfig()
+    arena = Arena()
+    s = arena.reset(seed=5)
+    r = build(arena.spec, cfg, RuleConfig(name="survival"), seed=0)
+    enc = SenseEncoder(arena.spec, cfg.input_hw)
+    norm = r.brain.eye_norm
+    assert "eye_norm.mean" in r.brain.state_dict()  # so it is saved with the weights
+    seen = []
+    for _ in range(40):
+        e, b = enc(s)
+        seen.append(e)
+        a = r.decide(e, b)
+        s = arena.act(a)
+        r.learn(Feeling(0.0, -0.01, False), *enc(s))
+    x = torch.cat(seen)
+    assert int(norm.count) == 40
+    torch.testing.assert_close(norm.mean, x.mean(0, keepdim=True), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(norm.m2 / 39, x.var(0, keepdim=True), atol=1e-5, rtol=1e-3)
+    z = norm(x)
+    assert z.abs().max() <= norm.CLIP
+    # pixels that varied come out centred with unit spread; the scene's fixed layout is gone
+    # (where no frame was clipped: a pixel that spiked once is bounded instead)
+    varied = (x.std(0) > 0.05) & (z.abs() < norm.CLIP).all(0)
+    assert varied.sum() > 100
+    assert z.mean(0)[varied].abs().max() < 1e-3
+    torch.testing.assert_close(z.std(0)[varied], torch.ones(int(varied.sum())), atol=1e-3, rtol=0)
+    # frozen acting reads the statistics but never changes them
+    before = norm.mean.clone()
+    for _ in range(5):
+        r.act_frozen(*enc(s))
+    assert int(norm.count) == 40 and torch.equal(norm.mean, before)
+    off = build(arena.spec, ModelConfig(eye_norm=False), RuleConfig(name="survival"), seed=0)
+    assert off.brain.eye_norm is None and "eye_norm.mean" not in off.brain.state_dict()

@@ -102,6 +102,7 @@ class Rule:
 
     def decide(self, eyes, body) -> tuple[int, ...]:
         """Forward with the graph kept for learn(), sample an action, keep the thought for the next input."""
+        self.brain.observe(eyes)
         out = self.brain(eyes, body, self.thought)
         bad = self._guard_output(out)
         if bad is not None:
