@@ -186,3 +186,23 @@ def test_eye_norm_standardises_each_pixel_and_only_learning_updates_it():
     assert int(norm.count) == 40 and torch.equal(norm.mean, before)
     off = build(arena.spec, ModelConfig(eye_norm=False), RuleConfig(name="survival"), seed=0)
     assert off.brain.eye_norm is None and "eye_norm.mean" not in off.brain.state_dict()
+
+
+def test_weights_from_before_eye_norm_still_evaluate(tmp_path):
+    """A weights file whose model config predates eye_norm learned on raw pixels: it loads without it."""
+    from edge_runtime.config import section_to_dict
+    from edge_runtime.evaluate import load_brain_policy
+
+    arena = Arena()
+    old = ModelConfig(eye_norm=False)
+    b = Brain(arena.spec, old, "split")
+    mc = section_to_dict(old)
+    del mc["eye_norm"]
+    torch.save({"model": b.state_dict(), "towers": "split", "spec": arena.spec.to_dict(), "model_cfg": mc,
+                "rule": "survival", "steps": 0}, tmp_path / "weights.pt")
+    p = load_brain_policy(tmp_path, arena.spec)
+    assert p.rule.brain.eye_norm is None
+    e = torch.randn(1, 6, *old.input_hw)
+    v = torch.rand(1, 2 + arena.spec.touch_channels)
+    t = torch.zeros(1, old.thought_size)
+    torch.testing.assert_close(p.rule.brain(e, v, t), b(e, v, t))
