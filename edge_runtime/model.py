@@ -267,11 +267,16 @@ class Brain(nn.Module):
         if self.eye_norm is not None:
             self.eye_norm.update(eyes)
 
-    def forward(self, eyes: torch.Tensor, body: torch.Tensor, thought: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, eyes: torch.Tensor, thought: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What every tower reads: standardised eyes, and the thought (zeros in the thought ablation)."""
         if not self.cfg.thought_feedback:
             thought = torch.zeros_like(thought)
         if self.eye_norm is not None:
             eyes = self.eye_norm(eyes)
+        return eyes, thought
+
+    def forward(self, eyes: torch.Tensor, body: torch.Tensor, thought: torch.Tensor) -> torch.Tensor:
+        eyes, thought = self._inputs(eyes, thought)
         if self.towers == "shared":
             return self.policy(eyes, body, thought)
         h = self.policy.hidden(eyes, body, thought)
@@ -286,10 +291,7 @@ class Brain(nn.Module):
         """The loss region alone. With split towers only the discomfort tower runs (the TD target's forward)."""
         if self.towers == "shared":
             return self.split(self(eyes, body, thought))["loss"]
-        if not self.cfg.thought_feedback:
-            thought = torch.zeros_like(thought)
-        if self.eye_norm is not None:
-            eyes = self.eye_norm(eyes)
+        eyes, thought = self._inputs(eyes, thought)
         return self.discomfort(eyes, body, thought)
 
     def split(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
