@@ -1,7 +1,6 @@
 """Benchmarks: commands that print figures. Speed and memory targets live here, not in unit tests."""
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import resource
 import sys
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from .config import Config
+from .jsonout import dumps
 
 
 def peak_rss_mb() -> float:
@@ -155,7 +155,7 @@ def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, 
     wall = round(time.perf_counter() - t0, 1)
     res = {"steps": steps, "seeds": seeds, "lives": lives, "cap": cap, "wall_s": wall, "verdict": verdict,
            "records": [{k: v for k, v in r.items() if k != "lifespans"} | {"lifespans": r["lifespans"]} for r in results]}
-    (out / "results.json").write_text(json.dumps(res, indent=1))
+    (out / "results.json").write_text(dumps(res, indent=1))
     lines = [f"{'seed':>4}  {'policy':<28} {'mode':<6} {'median':>7} {'p25':>6} {'p75':>6} {'cens':>7} {'d/10k':>6} {'food':>5} {'hits':>5}"]
     for r in results:
         lines.append(f"{r['seed']:>4}  {r['label'][:28]:<28} {r['mode']:<6} {r['median_lifespan']:>7.0f} {r['p25']:>6.0f} {r['p75']:>6.0f} "

@@ -4,6 +4,10 @@ Every body (the built-in arena, a Godot world, a gymnasium env, the real robot)
 implements this one small interface. There is deliberately no field for a
 score handed out by the world: the brain learns only from what the body feels
 (HP, energy, touch, death).
+
+What a body can do beyond the contract it declares by inheriting a capability
+class below (`MotorControl`, `Revivable`); the runtime and the console ask with
+isinstance(), never by guessing attribute names.
 """
 from __future__ import annotations
 
@@ -104,7 +108,8 @@ class Body(abc.ABC):
 
     @abc.abstractmethod
     def reset(self, seed: int | None = None) -> Sense:
-        """Start afresh (the whole world, if the body owns one). Never returns a dead body."""
+        """Start afresh (the whole world, if the body owns one). Never returns a dead body, except a
+        `Revivable` one (a robot switched on with a flat battery): the runtime then waits for its revive."""
 
     @abc.abstractmethod
     def act(self, action: Action) -> Sense:
@@ -128,3 +133,48 @@ class Body(abc.ABC):
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+# ---------------------------------------------------------------- capabilities a body may declare
+class MotorControl(abc.ABC):
+    """A body whose motors can be stopped and held from outside the brain (console `motors stop|go`).
+
+    While held, act() still runs (the brain still senses and learns) but the
+    body does not move.
+    """
+
+    @abc.abstractmethod
+    def stop_motors(self) -> None:
+        """Stop now and hold still until release_motors()."""
+
+    @abc.abstractmethod
+    def release_motors(self) -> None:
+        """Let the brain's actions move the body again."""
+
+    @property
+    @abc.abstractmethod
+    def motors_held(self) -> bool:
+        """True between stop_motors() and release_motors()."""
+
+
+class Revivable(abc.ABC):
+    """A body that, once dead, stays dead until something outside brings it back: a button, a timeout, a person.
+
+    The runtime does not block in respawn() for such a body: it calls
+    poll_revive() between its own chores (console requests, watchdog pings,
+    a stop request), so a robot waiting for its button stays a live service.
+    """
+
+    @abc.abstractmethod
+    def poll_revive(self) -> "Sense | None":
+        """While dead: one short look (button, timeout, battery). The new life's first Sense once revived, else None."""
+
+    @abc.abstractmethod
+    def revive(self) -> "Sense | None":
+        """Bring the body back now (dead or alive: a new life, full HP). The new life's first Sense, or None when
+        it cannot come back yet; `waiting_for` then says why."""
+
+    @property
+    @abc.abstractmethod
+    def waiting_for(self) -> str:
+        """What a dead body waits for, in a few words (for the service status and the console)."""

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from .config import Config, ConfigError, build_section, check
-from .runtime import Hook
+from .runtime import Hook, Overrides
 
 log = logging.getLogger("edge_runtime.checkpoint")
 
@@ -371,6 +371,10 @@ def capture(runner, seed: int | None = None) -> dict:
                    "lives_completed": len(runner.lifespans),
                    "lifespans": torch.tensor(runner.lifespans[-LIFESPANS_KEPT:], dtype=torch.int64)},
         "body": _body_state(runner.body),
+        # console overrides are state of the run (not config): they come back on resume
+        "overrides": json.dumps(runner.overrides.active(), sort_keys=True),
+        # a real body's event counters (bumps, MCU boots...) over the run so far: they add up across restarts
+        "body_counters": json.dumps(runner.body_counters(), sort_keys=True, default=str),
     }
 
 
@@ -430,7 +434,11 @@ def apply(runner, state: dict):
     runner.lifespans = [int(x) for x in r["lifespans"].tolist()]
     sense = _load_body_state(runner.body, state["body"])
     if sense is not None:
-        runner.sense = sense
+        runner.sense = sense  # the world is back, its own counters with it
+    elif "body_counters" in state:
+        runner.counters_before = json.loads(state["body_counters"])
+    if "overrides" in state:
+        runner.overrides = Overrides.from_dict(json.loads(state["overrides"]))  # applied by the runner after on_start
 
 
 def ring_cost(rule) -> tuple[int, int]:
@@ -560,7 +568,10 @@ class CheckpointHook(Hook):
 
     @staticmethod
     def _body_dead(runner) -> bool:
-        return runner.sense is not None and runner.sense.dead
+        """A dead world must not be saved as where to resume; a dead robot may (it comes back by reset anyway)."""
+        from .body import Revivable
+
+        return runner.sense is not None and runner.sense.dead and not isinstance(runner.body, Revivable)
 
     def _save(self, runner, reason: str, background: bool) -> SlotInfo | None:
         t0 = time.perf_counter()
@@ -599,7 +610,7 @@ def checkpoint_hooks(cfg: Config, spec, run_dir: str | Path, resume: str = "no",
     Raises CheckpointError (NoValidCheckpoint, CheckpointMismatch) and ConfigError.
     """
     c = CheckpointConfig.from_config(cfg)
-    d = Path(c.dir) if Path(c.dir).is_absolute() else Path(run_dir) / c.dir
+    d = store_dir(cfg, run_dir)
     store = CheckpointStore(d)
     state = None
     if resume in ("yes", "auto"):
@@ -627,6 +638,49 @@ def checkpoint_hooks(cfg: Config, spec, run_dir: str | Path, resume: str = "no",
             raise ConfigError("checkpoint.enabled: resuming needs checkpoints enabled")
         return [], seed
     return [CheckpointHook(store, c, resume_state=state)], seed
+
+
+def store_dir(cfg: Config, run_dir: str | Path) -> Path:
+    """Where a run's checkpoints live: checkpoint.dir, relative to the run directory unless absolute."""
+    c = CheckpointConfig.from_config(cfg)
+    return Path(c.dir) if Path(c.dir).is_absolute() else Path(run_dir) / c.dir
+
+
+RUN_FILES = ("config.toml", "weights.pt", "metrics.jsonl", "lives.jsonl", "summary.json")
+
+
+def run_dir_holds_a_run(cfg: Config, run_dir: str | Path) -> str | None:
+    """None when run_dir is free to start in; else what it holds, starting "a checkpoint" when one is valid
+    and "no valid checkpoint" otherwise."""
+    d = Path(run_dir)
+    files = [f for f in RUN_FILES if (d / f).exists()]
+    sd = store_dir(cfg, run_dir)
+    slots = sorted(sd.glob("ckpt-*.bin*")) if sd.is_dir() else []
+    if not files and not slots:
+        return None
+    try:
+        info, _ = CheckpointStore(sd).load()
+        return f"a checkpoint at step {info.step}, sequence {info.sequence}"
+    except CheckpointError:
+        what = ", ".join(files + [p.name for p in slots][:2])
+        return f"no valid checkpoint; {what}"
+
+
+def set_run_aside(cfg: Config, run_dir: str | Path) -> Path:
+    """Rename run_dir (and an absolute checkpoint.dir outside it) to <name>.old-<time>; nothing is deleted."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d = Path(run_dir)
+    sd = store_dir(cfg, run_dir)
+    moved = []
+    for src in ([d] if d.exists() else []) + ([sd] if sd.is_dir() and d.resolve() not in sd.resolve().parents else []):
+        dest = src.with_name(f"{src.name}.old-{stamp}")
+        n = 1
+        while dest.exists():
+            dest = src.with_name(f"{src.name}.old-{stamp}-{n}")
+            n += 1
+        src.rename(dest)
+        moved.append(dest)
+    return moved[0] if moved else d
 
 
 def verify(path: str | Path) -> dict:

@@ -10,7 +10,6 @@ Bad arguments and bad config files print one line naming the problem and exit 2.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 from .config import Config, ConfigError
+from .jsonout import dumps
 
 PROG = "edge-runtime"
 log = logging.getLogger("edge_runtime")
@@ -80,8 +80,12 @@ def build_parser() -> Parser:
     r.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest valid checkpoint (its config.toml unless --config)")
     r.add_argument("--continue", dest="cont", action="store_true",
-                   help="with --run-dir: continue from its newest valid checkpoint if there is one, else start fresh "
-                        "there (what the service does, so a restart keeps what the robot learned)")
+                   help="with --run-dir: continue from its newest valid checkpoint if there is one, else move what is "
+                        "there aside (DIR.old-<time>) and start fresh (what the service does, so a restart keeps "
+                        "what the robot learned)")
+    r.add_argument("--fresh", action="store_true",
+                   help="with --run-dir: if DIR holds a run, move it aside to DIR.old-<time> and start a new brain "
+                        "(without --fresh or --continue an existing run is never touched)")
     r.add_argument("--console", default=None, metavar="DEVICE|stdio",
                    help="serve the debug console on a serial device (/dev/ttyGS0, a pty...) or on stdin/stdout")
 
@@ -200,7 +204,7 @@ def cmd_checkpoints_verify(args) -> int:
     from .checkpoint import format_verify, verify
 
     res = verify(args.dir)
-    print(json.dumps(res) if args.json else format_verify(res))
+    print(dumps(res) if args.json else format_verify(res))
     return 0 if res["valid"] else 1
 
 
@@ -255,6 +259,8 @@ def cmd_run(args) -> int:
     _positive("--steps", args.steps)
     if args.cont and (args.resume or not args.run_dir):
         raise UsageError("--continue goes with --run-dir DIR (and not with --resume)")
+    if args.fresh and (args.resume or args.cont or not args.run_dir):
+        raise UsageError("--fresh goes with --run-dir DIR (and not with --resume or --continue)")
     if args.resume:
         if args.run_dir and Path(args.run_dir).resolve() != Path(args.resume).resolve():
             raise UsageError("--resume RUN_DIR continues in RUN_DIR: drop --run-dir")
@@ -265,10 +271,18 @@ def cmd_run(args) -> int:
     cfg = load_config(args)
     if args.godot_project:
         cfg.extra["godot"] = {**cfg.extra.get("godot", {}), "project": args.godot_project}
-    from .checkpoint import CheckpointError, checkpoint_hooks
+    from .checkpoint import CheckpointError, checkpoint_hooks, run_dir_holds_a_run, set_run_aside
     from .runtime import Runner
 
     run_dir = args.resume or args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
+    if not args.resume:
+        held = run_dir_holds_a_run(cfg, run_dir)  # None, or what is there ("a checkpoint at step 5000", ...)
+        if held and not (args.cont or args.fresh):
+            raise UsageError(f"--run-dir {run_dir} holds a run ({held}); add --continue to go on from its newest "
+                             f"checkpoint, or --fresh to move it aside to {run_dir}.old-<time> and start a new brain")
+        if held and (args.fresh or held.startswith("no valid checkpoint")):  # --continue with nothing to continue from
+            where = set_run_aside(cfg, run_dir)
+            log.warning("%s held a run (%s): moved aside to %s; starting fresh", run_dir, held, where)
     body = make_body(cfg, "arena" if args.sim else args.body)
     with body:
         try:
@@ -281,7 +295,7 @@ def cmd_run(args) -> int:
         log.info("%s: rule %s, %d parameters, run dir %s", body.spec.name, runner.rule.name,
                  sum(p.numel() for p in runner.rule.brain.parameters()), run_dir)
         summary = runner.run(args.steps)
-    print(json.dumps(summary))
+    print(dumps(summary))
     return 0
 
 
@@ -375,14 +389,14 @@ def cmd_eval(args) -> int:
         raise UsageError(str(e)) from None
     res = evaluate(policy, lambda: body, cfg, args.lives, args.seed, cap=args.cap)
     if args.json:
-        print(json.dumps(res))
+        print(dumps(res))
     else:
         print(format_row(res))
     return 0
 
 
 def _print_figures(res: dict, as_json: bool) -> int:
-    print(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+    print(dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
     return 0
 
 
@@ -417,7 +431,7 @@ def cmd_bench_survival(args) -> int:
     from .bench import bench_survival
 
     res = bench_survival(cfg, rules, seeds, args.steps, args.lives, args.cap, args.jobs, args.out, args.label)
-    print(json.dumps(res) if args.json else "")
+    print(dumps(res) if args.json else "")
     return 0
 
 

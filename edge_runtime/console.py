@@ -20,19 +20,24 @@ drain), so a stuck terminal or a full UART buffer can never block the loop.
 If the loop does not answer within a few seconds (hung), the console says so
 and stays usable.
 
-Read-only unless `[console] writable = true`: looking (help, status, senses,
-learn, lr, log, stream) is always allowed; changing the runtime (learn on|off,
-lr MIN MAX, save, rollback, motors stop|go, log LEVEL, revive) needs writes.
+While a dead robot waits for its revive button no steps run; the runtime
+then calls `ConsoleHook.on_wait` between its polls, which serves requests the
+same way, so the console keeps answering (and can revive it).
 
-Bodies may offer two optional methods the console uses when present:
-`stop_motors()` (stop now and hold until `release_motors()`) and
-`revive() -> Sense` (bring the body back, a new life; without it `respawn()`
-is used).
+Read-only unless `[console] writable = true`: looking (help, status, senses,
+learn, lr, overrides, log, stream) is always allowed; changing the runtime
+(learn on|off, lr MIN MAX, overrides clear, save, rollback, motors stop|go,
+log LEVEL, revive) needs writes.
+
+`learn`, `lr` and `motors` are run-time overrides (runtime.Overrides): saved
+with the checkpoints and re-applied after a restart, never written into the
+config. The body capabilities decide what `motors` and `revive` do
+(edge_runtime.body.MotorControl, Revivable); a body without motor control
+says so.
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
 import errno
 import logging
 import math
@@ -43,7 +48,9 @@ import termios
 import threading
 import time
 
+from .body import MotorControl, Revivable
 from .config import ConfigError, ConsoleConfig
+from .hooks import Hook
 
 log = logging.getLogger("edge_runtime.console")
 
@@ -57,15 +64,16 @@ HELP = [
     ("status", "step, rate, life, HP, learning, rollbacks, checkpoint", False),
     ("senses", "the latest sensation: hp, energy, touch, dead, frame, eyes", False),
     ("learn [on|off]", "show / switch learning (off: act frozen, no updates)", True),
-    ("lr [MIN MAX]", "show the learning-rate figures / set rule.lr_min, rule.lr_max", True),
+    ("lr [MIN MAX]", "show the learning-rate figures / override the self-made rate's range [MIN, MAX]", True),
+    ("overrides [clear]", "show / drop the console's overrides (kept across restarts until cleared)", True),
     ("save", "save now (checkpoint store if configured, else weights.pt)", True),
     ("rollback", "restore the latest rollback snapshot", True),
     ("motors stop|go", "stop the motors and hold them / let them go again", True),
     ("log [LEVEL]", "show / set the log level (DEBUG INFO WARNING ERROR)", True),
     ("stream on [SECONDS]|off", "periodic one-line telemetry on this console", False),
-    ("revive", "bring the body back now: a new life, not counted as a death", True),
+    ("revive", "bring the body back now (a dead one waiting, or a living one: a new life, not a death)", True),
 ]
-WRITE_ARGS = {"learn": 1, "lr": 1, "log": 1}  # these write only when given arguments
+WRITE_ARGS = {"learn": 1, "lr": 1, "log": 1, "overrides": 1}  # these write only when given arguments
 ALWAYS_WRITE = {"save", "rollback", "motors", "revive"}
 
 
@@ -362,7 +370,8 @@ class Console:
         return cmd in ALWAYS_WRITE or (cmd in WRITE_ARGS and len(args) >= WRITE_ARGS[cmd])
 
     def _dispatch(self, cmd: str, args: list[str]) -> str:
-        known = {"help", "status", "senses", "learn", "lr", "save", "rollback", "motors", "log", "stream", "revive"}
+        known = {"help", "status", "senses", "learn", "lr", "overrides", "save", "rollback", "motors", "log", "stream",
+                 "revive"}
         if cmd not in known:
             raise CommandError(f"unknown command {cmd!r} (try help)")
         self._check_args(cmd, args)
@@ -399,6 +408,8 @@ class Console:
             bad("on|off")
         if cmd == "motors" and not (len(args) == 1 and args[0] in ("stop", "go")):
             bad("stop|go")
+        if cmd == "overrides" and not (not args or args == ["clear"]):
+            bad("nothing or clear")
         if cmd == "log" and not (not args or (len(args) == 1 and args[0].upper() in ("DEBUG", "INFO", "WARNING", "ERROR"))):
             bad("DEBUG|INFO|WARNING|ERROR")
         if cmd == "lr" and args:
@@ -434,8 +445,8 @@ class Console:
         return req.reply
 
 
-class ConsoleHook:
-    """Runner hook (runtime.Hook protocol): serves console requests and stream lines from the loop thread."""
+class ConsoleHook(Hook):
+    """Runner hook (edge_runtime.hooks.Hook): serves console requests and stream lines from the loop thread."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -447,6 +458,7 @@ class ConsoleHook:
         self._last_save = -1e9
         self._t0 = time.monotonic()
         self.runner = None
+        self.waiting_for: str | None = None  # set while the runtime waits for a dead body's revive
 
     @classmethod
     def from_config(cls, device: str, cfg) -> "ConsoleHook":
@@ -455,7 +467,7 @@ class ConsoleHook:
         c.open()
         return cls(c)
 
-    # -- runtime.Hook protocol
+    # -- Hook
     def on_start(self, runner):
         self.runner = runner
         self._rate_t = time.monotonic()
@@ -463,6 +475,21 @@ class ConsoleHook:
         log.info("console on %s (%s)", self.console.device, "writable" if self.console.cfg.writable else "read-only")
 
     def on_step(self, runner, sense, metrics):
+        self.waiting_for = None
+        self._serve(runner, sense, metrics)
+
+    def on_wait(self, runner, waiting_for):
+        """A dead body is waiting to be revived: no steps run, the console still answers."""
+        self.waiting_for = waiting_for
+        try:
+            self._serve(runner, runner.sense, runner.last)
+        finally:
+            self.waiting_for = None
+
+    def on_stop_requested(self, runner):
+        pass
+
+    def _serve(self, runner, sense, metrics):
         c = self.console
         now = time.monotonic()
         c.last_step_t, c.last_step = now, runner.rule.steps
@@ -508,6 +535,8 @@ class ConsoleHook:
     # -- the commands that need the runtime (loop thread)
     def stream_line(self, runner, sense, m) -> str:
         r = runner.rule
+        if self.waiting_for is not None:
+            return f"[stream] step {r.steps} | life {len(runner.lifespans) + 1} | dead: waiting for {self.waiting_for}"
         return (f"[stream] step {r.steps} | {_fmt(self._rate, '.1f')} st/s | life {len(runner.lifespans) + 1} | "
                 f"hp {sense.hp:.2f} en {sense.energy:.2f} | loss {_fmt(m.get('self_loss'), '+.3f')} | "
                 f"lr {_fmt(m.get('self_lr'))} | H {_fmt(m.get('entropy'), '.2f')} | rb {r.rollbacks} | faults {r.faults}")
@@ -528,7 +557,10 @@ class ConsoleHook:
                 f"life {len(lives) + 1} ({runner.life_steps} body steps) | lives ended {len(lives)} | "
                 f"median life {med if med is not None else '-'}",
                 f"hp {sense.hp:.2f} | energy {sense.energy:.2f} | rollbacks {rule.rollbacks} | faults {rule.faults}",
+                f"overrides {runner.overrides.describe()}",
             ]
+            if self.waiting_for is not None:
+                lines.insert(1, f"dead: waiting for {self.waiting_for}")
             ck = self._checkpoint_hook(runner)
             if ck is not None:
                 st = ck.status()
@@ -544,23 +576,35 @@ class ConsoleHook:
                 eyes.append(f"{name} {img.shape[1]}x{img.shape[0]} mean {float(img.mean()):.0f}" if img is not None else f"{name} -")
             return (f"hp {sense.hp:.3f} | energy {sense.energy:.3f} | dead {'yes' if sense.dead else 'no'} | "
                     f"frame {sense.frame_id} | t {sense.t:.3f}\ntouch [{touch}]\neyes {' | '.join(eyes)}")
+        ov = runner.overrides
         if cmd == "learn":
             if args:
-                rule.learning = args[0] == "on"
-                log.warning("console: learning %s", args[0])
+                ov.learning = None if args[0] == "on" else False  # on is the default: no override left
+                ov.apply(runner)
+                log.warning("console: learning %s (an override, kept across restarts until `overrides clear`)", args[0])
             return f"learning {'on' if rule.learning else 'off'}"
         if cmd == "lr":
             c = rule.cfg
             if args:
                 lo, hi = float(args[0]), float(args[1])
+                old = (ov.lr_min, ov.lr_max)
+                ov.lr_min, ov.lr_max = lo, hi
                 try:
-                    dataclasses.replace(c, lr_min=lo, lr_max=hi)  # the config's own checks
+                    ov.apply(runner)
                 except ConfigError as e:
+                    ov.lr_min, ov.lr_max = old
                     raise CommandError(f"lr: {e}") from None
-                c.lr_min, c.lr_max = lo, hi
-                log.warning("console: lr range set to [%g, %g]", lo, hi)
+                log.warning("console: lr range set to [%g, %g] (an override, kept across restarts)", lo, hi)
             return (f"self_lr {_fmt(m.get('self_lr'))} | lr_eff {_fmt(m.get('lr_eff'), '.2e')} | "
                     f"range [{c.lr_min:g}, {c.lr_max:g}]")
+        if cmd == "overrides":
+            if args:
+                was = ov.describe()
+                runner.overrides = type(ov)()
+                runner.overrides.apply(runner)
+                log.warning("console: overrides cleared (were: %s)", was)
+                return f"overrides cleared (were: {was})"
+            return f"overrides {ov.describe()}"
         if cmd == "save":
             ck = self._checkpoint_hook(runner)
             if ck is not None:
@@ -582,16 +626,21 @@ class ConsoleHook:
                 raise CommandError("rollback: no snapshot to roll back to")
             return f"rolled back to the latest snapshot (rollbacks {rule.rollbacks})"
         if cmd == "motors":
-            fn = getattr(body, "stop_motors" if args[0] == "stop" else "release_motors", None)
-            if fn is None:
+            if not isinstance(body, MotorControl):
                 raise CommandError(f"motors: body {body.spec.name!r} has no motor control")
-            fn()
+            ov.motors_held = True if args[0] == "stop" else None
+            ov.apply(runner)
             log.warning("console: motors %s", args[0])
             return "motors stopped (held until: motors go)" if args[0] == "stop" else "motors released"
         if cmd == "revive":
-            if sense.dead:
+            if isinstance(body, Revivable):
+                new = body.revive()
+                if new is None:
+                    raise CommandError(f"revive: the body cannot come back yet: waiting for {body.waiting_for}")
+            elif sense.dead:
                 raise CommandError("revive: the body died this step; the loop is bringing it back")
-            new = getattr(body, "revive", body.respawn)()
+            else:
+                new = body.respawn()
             runner.begin_life(new)
             log.warning("console: revived (life %d ends without a death)", len(runner.lifespans) + 1)
             return f"revived: hp {new.hp:.2f} energy {new.energy:.2f}"

@@ -6,24 +6,35 @@
         repeat up to action_repeat body steps (stop early on a felt event):
             sense = body.act(action)
         rule.learn(feeling, next eyes, next body)         loss/LR from the output, backward, update, free
-        if dead: body.respawn(); rule.new_life()          only this body comes back
+        if dead: body comes back; rule.new_life()          only this body comes back
+
+A `Revivable` body (a robot waiting for its button) is not waited for inside
+respawn(): the loop polls it and meanwhile gives every hook `on_wait`, so the
+console answers, the watchdog is fed and a stop request ends the wait.
+
+Console changes (learning off, the learning-rate range, motors held) are
+`Overrides`: state of the run, saved in checkpoints and re-applied on resume,
+never written into the config (which a resume compares against).
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .body import Body, Sense
-from .config import Config, section_to_dict
+from .body import Body, MotorControl, Revivable, Sense
+from .hooks import Hook
+from .config import Config, ConfigError, section_to_dict
+from .jsonout import dumps
 from .rules import Feeling, Rule, build
 from .senses import SenseEncoder
 
@@ -50,24 +61,43 @@ def median(xs) -> float:
     return float(np.median(xs)) if len(xs) else float("nan")
 
 
-class Hook:
-    """Something that rides along the loop (checkpoint timer, console, service notifier).
+@dataclass
+class Overrides:
+    """What the console changed at run time. None = not overridden (the config's value holds)."""
 
-    Hooks run in the control loop's thread and must return quickly; anything
-    slow (I/O on a serial port, disk writes) belongs in the hook's own thread.
-    """
+    learning: bool | None = None
+    lr_min: float | None = None
+    lr_max: float | None = None
+    motors_held: bool | None = None
 
-    def on_start(self, runner: "Runner") -> None:
-        pass
+    def active(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
-    def on_step(self, runner: "Runner", sense: Sense, metrics: dict) -> None:
-        pass
+    def describe(self) -> str:
+        a = self.active()
+        return ", ".join(f"{k} {v}" for k, v in a.items()) if a else "none"
 
-    def on_death(self, runner: "Runner", lifespan: int) -> None:
-        pass
+    @classmethod
+    def from_dict(cls, d: dict) -> "Overrides":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
-    def on_stop(self, runner: "Runner", summary: dict) -> None:
-        pass
+    def apply(self, runner: "Runner") -> None:
+        """Put the overridden values into the running rule and body (the rule holds its own copy of the config)."""
+        rule, c = runner.rule, runner.cfg.rule
+        rule.learning = True if self.learning is None else self.learning
+        lo = c.lr_min if self.lr_min is None else self.lr_min
+        hi = c.lr_max if self.lr_max is None else self.lr_max
+        try:
+            dataclasses.replace(c, lr_min=lo, lr_max=hi)  # the config's own checks
+        except ConfigError as e:
+            raise ConfigError(f"console override lr [{lo}, {hi}]: {e}") from None
+        rule.cfg.lr_min, rule.cfg.lr_max = lo, hi
+        if isinstance(runner.body, MotorControl):
+            if self.motors_held:
+                runner.body.stop_motors()
+            elif runner.body.motors_held:
+                runner.body.release_motors()
 
 
 class Runner:
@@ -77,7 +107,10 @@ class Runner:
         self.body = body
         self.seed = seed
         torch.set_num_threads(cfg.runtime.threads)
-        self.rule = rule or build(body.spec, cfg.model, cfg.rule, seed)
+        # the rule gets its own copy of its section: console overrides change the copy, never the run's config
+        self.rule = rule or build(body.spec, cfg.model, dataclasses.replace(cfg.rule), seed)
+        self.overrides = Overrides()
+        self.counters_before: dict = {}  # body counters of earlier processes of this run (from the checkpoint)
         self.enc = SenseEncoder(body.spec, cfg.model.input_hw)
         self.run_dir = Path(run_dir) if run_dir else None
         self.progress = progress
@@ -90,6 +123,7 @@ class Runner:
         self.hooks: list[Hook] = list(hooks or [])
         self.sense: Sense | None = None
         self._revived: Sense | None = None
+        self._stop_announced = False
         self._metrics_f = None
         if self.run_dir:
             self._open_run_dir()
@@ -101,8 +135,8 @@ class Runner:
         import tomli_w
 
         (d / "config.toml").write_text(tomli_w.dumps(self.cfg.to_dict()))
-        (d / "body_spec.json").write_text(json.dumps(self.body.spec.to_dict(), indent=1))
-        (d / "run.json").write_text(json.dumps({"seed": self.seed, "rule": self.rule.name, "towers": self.rule.brain.towers}, indent=1))
+        (d / "body_spec.json").write_text(dumps(self.body.spec.to_dict(), indent=1))
+        (d / "run.json").write_text(dumps({"seed": self.seed, "rule": self.rule.name, "towers": self.rule.brain.towers}, indent=1))
         self._metrics_f = open(d / "metrics.jsonl", "a", buffering=1 << 16)
         self._lives_f = open(d / "lives.jsonl", "a", buffering=1)
 
@@ -134,10 +168,16 @@ class Runner:
         self.sense = sense
         for h in self.hooks:
             h.on_start(self)
+        if self.overrides.active():
+            self.overrides.apply(self)
+            log.warning("console overrides in effect (from the checkpoint): %s", self.overrides.describe())
         sense = self.sense  # a hook may have put the body back where a checkpoint left it (resume)
         eyes, bodyv = self.enc(sense)
         done = 0
         try:
+            if sense.dead and isinstance(self.body, Revivable):  # a robot switched on with a flat battery
+                sense = self._await_revive(sense)
+                eyes, bodyv = self.enc(sense)
             while not self.stop_requested and (steps is None or done < steps):
                 learning = self.rule.learning  # False: act frozen, no update (console `learn off`)
                 action = self.rule.decide(eyes, bodyv) if learning else self.rule.act_frozen(eyes, bodyv)
@@ -157,7 +197,10 @@ class Runner:
                     span = self._end_life()
                     for h in self.hooks:
                         h.on_death(self, span)
-                    sense = self.body.respawn()
+                    sense = self._await_revive(sense) if isinstance(self.body, Revivable) else self.body.respawn()
+                    if sense.dead:  # a stop ended the wait: the body stays dead, the loop ends
+                        self.sense = sense
+                        break
                     self.rule.new_life()
                     eyes, bodyv = self.enc(sense)
                     self.sense = sense
@@ -174,6 +217,7 @@ class Runner:
         except KeyboardInterrupt:
             log.info("interrupted: stopping cleanly")
         finally:
+            self._announce_stop()
             if prev_handler is not None:
                 signal.signal(signal.SIGTERM, prev_handler)
             if self.progress:
@@ -188,10 +232,35 @@ class Runner:
         return summary
 
     def request_stop(self):
+        """Stop after the current step (thread- and signal-safe). A wait for a revive ends at its next poll."""
         self.stop_requested = True
-        interrupt = getattr(self.body, "interrupt", None)  # a body blocked waiting (a dead robot awaiting revive)
-        if interrupt is not None:
-            interrupt()
+        self._announce_stop()
+
+    def _announce_stop(self):
+        if self._stop_announced:
+            return
+        self._stop_announced = True
+        for h in self.hooks:
+            h.on_stop_requested(self)
+
+    def _await_revive(self, sense: Sense) -> Sense:
+        """Poll a dead Revivable body until it comes back; hooks keep working meanwhile. Returns the dead Sense
+        when a stop was requested first."""
+        body = self.body
+        assert isinstance(body, Revivable)
+        log.info("dead (%s): waiting for %s", sense.extra.get("cause", "?"), body.waiting_for)
+        while not self.stop_requested:
+            if self._revived is not None:  # the console revived it (a hook, in on_wait)
+                new, self._revived = self._revived, None
+                return new
+            new = body.poll_revive()
+            if new is not None:
+                return new
+            for h in self.hooks:
+                h.on_wait(self, body.waiting_for)
+            time.sleep(0.01)
+        log.info("stop requested while dead: not waiting for a revive")
+        return sense
 
     def begin_life(self, sense: Sense):
         """From a hook's on_step: the body was brought back outside the death path; go on from `sense`."""
@@ -201,8 +270,11 @@ class Runner:
         span = self.life_steps
         self.lifespans.append(self.life_steps)
         if self.run_dir:
-            self._lives_f.write(json.dumps({"life": len(self.lifespans), "length": self.life_steps,
-                                            "step": self.rule.steps, "body_step": self.body_steps, **self.body.counters}) + "\n")
+            s = self.sense
+            rec = {"life": len(self.lifespans), "length": self.life_steps, "step": self.rule.steps,
+                   "body_step": self.body_steps, "t": s.t if s is not None else None,
+                   "cause": s.extra.get("cause") if s is not None else None, **self.body.counters}
+            self._lives_f.write(dumps(rec) + "\n")
         self.life_steps = 0
         return span
 
@@ -215,7 +287,7 @@ class Runner:
                 rec[k] = round(float(m[k]), 6)
         if "fault" in m:
             rec["fault"] = m["fault"]
-        self._metrics_f.write(json.dumps(rec) + "\n")
+        self._metrics_f.write(dumps(rec) + "\n")
 
     def _progress(self, rate: float, done: int, sense: Sense):
         m = self.last
@@ -234,13 +306,25 @@ class Runner:
             "wall_s": round(wall, 2), "steps_per_s": round(done / wall, 2) if wall > 0 else None,
             "lives_completed": len(self.lifespans), "median_lifespan_learning": median(self.lifespans),
             "median_lifespan_last50": median(self.lifespans[-50:]), "rollbacks": self.rule.rollbacks,
-            "faults": self.rule.faults,
+            "faults": self.rule.faults, "overrides": self.overrides.active(),
+            "body": self.body_counters(), "body_this_process": self.body.counters,
         }
+
+    def body_counters(self) -> dict:
+        """The body's counters over the whole run: earlier processes (from the checkpoint) plus this one.
+
+        Counts add up; figures that are not counts (latency percentiles) are this process's."""
+        now = self.body.counters
+        out = dict(now)
+        for k, v in self.counters_before.items():
+            if isinstance(v, int) and not isinstance(v, bool) and (k not in now or isinstance(now[k], int)):
+                out[k] = v + now.get(k, 0)
+        return out
 
     def close_run(self, summary: dict):
         if self.run_dir:
             self.save_weights()
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            (self.run_dir / "summary.json").write_text(dumps(summary, indent=1))
             self._metrics_f.close()
             self._lives_f.close()
             self._metrics_f = None

@@ -6,19 +6,23 @@ abstract namespace), holding newline-separated VAR=VALUE assignments.
 
     READY=1       once the body is up and the loop is about to run
     WATCHDOG=1    from the control loop itself, every WATCHDOG_USEC/2
-    STATUS=...    one line for `systemctl status`: step, life, HP, rate
-    STOPPING=1    as soon as a stop was requested (SIGTERM)
+    STATUS=...    one line for `systemctl status`: step, life, HP, rate; or
+                  "dead: waiting for ..." while a robot waits for its revive
+    STOPPING=1    the moment a stop is requested (SIGTERM), with
+                  STATUS=stopping: final save; then STATUS=stopped ... at the end
 
-The watchdog pings are sent from `ServiceHook.on_step`, i.e. from the control
-loop's own thread and nowhere else: a loop that hangs stops pinging and
-systemd restarts the service (Restart=on-failure).
+The watchdog pings are sent from `ServiceHook.on_step` and `on_wait`, i.e.
+from the control loop's own thread and nowhere else: a loop that hangs stops
+pinging and systemd restarts the service (Restart=on-failure). A dead robot
+waiting for its button is not hung: the runtime polls it and calls `on_wait`
+between polls, which pings.
 
 Sending never blocks the loop: the socket is non-blocking and a datagram that
 cannot be sent right now is dropped (and counted).
 
 This module imports no torch so that `install-service` and logging set-up stay
-fast; the hook is duck-typed to the runtime.Hook protocol (on_start, on_step,
-on_death, on_stop) for the same reason.
+fast; the Hook base class lives in the torch-free edge_runtime.hooks for the
+same reason.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ import socket
 import sys
 import time
 from pathlib import Path
+
+from .hooks import Hook
 
 log = logging.getLogger("edge_runtime.service")
 
@@ -116,8 +122,8 @@ def status_line(runner) -> str:
     return f"step {runner.rule.steps} | life {lives + 1} ({lives} ended) | {hp} | {learn}"
 
 
-class ServiceHook:
-    """Runner hook (runtime.Hook protocol) that speaks the notify protocol from the control loop."""
+class ServiceHook(Hook):
+    """Runner hook (edge_runtime.hooks.Hook) that speaks the notify protocol from the control loop."""
 
     def __init__(self, notifier: Notifier | None = None, watchdog_s: float | None = None, status_every_s: float = 5.0,
                  env: dict | None = None, clock=time.monotonic):
@@ -130,6 +136,7 @@ class ServiceHook:
         self._next_ping = 0.0
         self._next_status = 0.0
         self._stopping = False
+        self._waiting: str | None = None
 
     @classmethod
     def from_env(cls, cfg=None, env: dict | None = None) -> "ServiceHook | None":
@@ -144,7 +151,7 @@ class ServiceHook:
             every = ServiceConfig.from_config(cfg).status_every_s
         return cls(env=env, status_every_s=every)
 
-    # -- runtime.Hook protocol
+    # -- Hook
     def on_start(self, runner) -> None:
         now = self.clock()
         self.notifier.send("READY=1", f"STATUS={status_line(runner)}")
@@ -159,29 +166,39 @@ class ServiceHook:
             log.info("service: ready (no watchdog)")
 
     def on_step(self, runner, sense, metrics) -> None:
-        if runner.stop_requested and not self._stopping:
-            self._stopping = True
-            self.notifier.send("STOPPING=1", "STATUS=stopping: final save")
-            return
+        self._tick(runner, None)
+
+    def on_wait(self, runner, waiting_for: str) -> None:
+        self._tick(runner, waiting_for)
+
+    def _tick(self, runner, waiting_for: str | None) -> None:
         now = self.clock()
         msg = []
         if self.ping_every and now >= self._next_ping:
             msg.append("WATCHDOG=1")
             self.pings += 1
             self._next_ping = now + self.ping_every
-        if now >= self._next_status:
-            msg.append(f"STATUS={status_line(runner)}")
+        if waiting_for is not None and waiting_for != self._waiting:  # say it at once, then with the others
+            self._next_status = now
+        self._waiting = waiting_for
+        if now >= self._next_status and not self._stopping:
+            line = status_line(runner) if waiting_for is None else f"dead: waiting for {waiting_for} | {status_line(runner)}"
+            msg.append(f"STATUS={line}")
             self._next_status = now + self.status_every
         if msg:
             self.notifier.send(*msg)
+
+    def on_stop_requested(self, runner) -> None:
+        # may run inside the SIGTERM handler: one non-blocking datagram
+        if not self._stopping:
+            self._stopping = True
+            self.notifier.send("STOPPING=1", "STATUS=stopping: final save")
 
     def on_death(self, runner, lifespan: int) -> None:
         pass
 
     def on_stop(self, runner, summary: dict) -> None:
-        if not self._stopping:
-            self._stopping = True
-            self.notifier.send("STOPPING=1")
+        self.on_stop_requested(runner)  # (the runner has announced it already; this is for direct callers)
         self.notifier.send(f"STATUS=stopped after {summary.get('steps')} steps, {summary.get('lives_completed')} lives ended; saved")
 
 

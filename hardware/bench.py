@@ -9,13 +9,14 @@ runtime's Runner with learning on.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from edge_runtime.jsonout import dumps
 
 from .camera import CameraConfig, make_replay_videos
 from .mcu_link import McuLink
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     res = {"loop": bench_loop(a.steps, videos), "serial": bench_rtt(a.rtt_s),
            "noise": [bench_noise(p, a.noise_s) for p in (0.0, 0.1, 0.3)]}
     if a.json:
-        print(json.dumps(res))
+        print(dumps(res))
     else:
         for k, v in res.items():
             for item in v if isinstance(v, list) else [v]:

@@ -2,10 +2,27 @@
 
 A reader thread owns the port: it opens it (by a stable path such as
 /dev/serial/by-id/...), says hello, decodes frames (bad ones are dropped and
-counted), keeps the latest sensor report, echoes nothing, sends heartbeats and
-measures their round trip. A silent MCU (no frame for `silent_s`) or a failed
-read closes the port; it is reopened with exponential backoff. close() sends
-STOP (and a zero motor command) before letting go of the port.
+counted), keeps the latest sensor report, sends heartbeats and measures their
+round trip. A silent MCU (no frame for `silent_s`) or a failed read closes the
+port; it is reopened with exponential backoff. close() sends STOP (and a zero
+motor command) before letting go of the port.
+
+What a report means is decided here, once, so that no protocol artefact can
+reach the body as a feeling:
+
+- A duplicate report (a seq already received) and a late one (older than the
+  newest) are dropped and counted; only the newest report is ever used.
+- The board's bump counter is turned into a host-side running total. It is
+  re-based on every board boot (FAULT `reset`, or the board's clock `mcu_ms`
+  stepping back by more than REBOOT_BACKSTEP_MS: a reboot whose hello and reset
+  fault were lost) to 0, where a booting board starts counting; on a HELLO
+  without a reset, and on a counter step of 128 or more (no board bumps 128
+  times in one report period: a restart nobody saw), the next report sets the
+  base and nothing is counted. So the host never counts more bumps than the
+  board made.
+- A protocol version mismatch, announced either way (the board's HELLO carries
+  another version, or it answers FAULT `version`), is one error naming the port
+  and both versions (`version_error`); start() raises it at once.
 """
 from __future__ import annotations
 
@@ -20,8 +37,15 @@ from . import protocol as P
 log = logging.getLogger("hardware.mcu_link")
 
 
-class McuLinkError(RuntimeError):
-    pass
+class McuLinkError(ConnectionError):
+    """The MCU link cannot work: no MCU answered, or it speaks another protocol version."""
+
+
+class McuVersionError(McuLinkError):
+    """The board speaks another protocol version: it refuses to drive; new firmware (or a new host) is needed."""
+
+
+REBOOT_BACKSTEP_MS = 1000  # a board clock stepping back further than this means the board restarted
 
 
 @dataclass
@@ -36,6 +60,11 @@ class LinkStats:
     reports: int = 0
     version_mismatch: int = 0
     hello_retries: int = 0  # hellos sent again because the first (or its answer) was lost
+    hellos: int = 0  # hellos received from the board (boot, or the answer to ours)
+    boots: int = 0  # board (re)boots seen: FAULT reset, or its clock stepping back (REBOOT_BACKSTEP_MS)
+    duplicate_reports: int = 0  # reports whose seq was already received: dropped
+    late_reports: int = 0  # reports older than the newest one: dropped
+    counter_restarts: int = 0  # bump counter re-based because it went back (a restart whose hello was lost)
     faults: dict = field(default_factory=dict)  # fault name -> count
     rtt_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
 
@@ -47,6 +76,8 @@ class Report:
     msg: P.SensorReport
     t: float
     seq: int
+    bumps_total: int = 0  # bump events the host has counted from the board since the link started
+    boots: int = 0  # board boots seen so far
 
 
 class McuLink:
@@ -75,6 +106,10 @@ class McuLink:
         self.last_rx = 0.0
         self._sent_t: dict[int, float] = {}  # motor command seq -> send time (command-to-ack latency)
         self.ack_ms: deque = deque(maxlen=1000)
+        self.version_error: str | None = None  # set when the board speaks another protocol version
+        self.bumps_total = 0
+        self._bump_base: int | None = None  # the board's bump counter at the last counted report (None: re-base)
+        self._last_ms: int | None = None  # the board clock of the newest report
 
     # ---------------------------------------------------------------- lifecycle
     def start(self, wait_s: float = 0.0) -> "McuLink":
@@ -84,19 +119,22 @@ class McuLink:
             self._thread.start()
         if wait_s > 0 and not self.wait_connected(wait_s):
             self.close()
+            if self.version_error:
+                raise McuVersionError(self.version_error)
             raise McuLinkError(f"MCU on {self.port}: no hello within {wait_s:.1f} s "
                                f"(open failures {self.stats.open_failures}, bad frames {self.dec.stats.bad_frames})")
         return self
 
     def wait_connected(self, timeout: float) -> bool:
+        """True once the board said a hello in our protocol version; False on timeout or a version mismatch."""
         end = time.monotonic() + timeout
         with self._cond:
-            while not (self.connected and self.hello is not None):
+            while not (self.connected and self.hello is not None) and self.version_error is None:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
-        return True
+        return self.version_error is None
 
     def close(self):
         """Stop the motors and let go of the port. Idempotent."""
@@ -134,6 +172,9 @@ class McuLink:
                 return False
 
     def send_motor(self, left: int, right: int) -> bool:
+        if self.version_error is not None:  # a board of another protocol version is never driven
+            self.stats.dropped_writes += 1
+            return False
         with self._wlock:
             seq = self.enc.seq
         ok = self._write(P.MotorCommand(left, right))
@@ -170,7 +211,9 @@ class McuLink:
         s = self.stats
         d = {"connects": s.connects, "reconnects": s.reconnects, "silent_events": s.silent_events,
              "read_errors": s.read_errors, "write_errors": s.write_errors, "dropped_writes": s.dropped_writes,
-             "reports": s.reports, "version_mismatch": s.version_mismatch,
+             "reports": s.reports, "version_mismatch": s.version_mismatch, "boots": s.boots, "hellos": s.hellos,
+             "duplicate_reports": s.duplicate_reports, "late_reports": s.late_reports,
+             "counter_restarts": s.counter_restarts, "bumps": self.bumps_total,
              **{f"rx_{k}": v for k, v in self.dec.stats.as_dict().items()},
              **{f"fault_{k}": v for k, v in s.faults.items()}}
         if s.rtt_ms:
@@ -229,6 +272,7 @@ class McuLink:
             self.dec.buf.clear()
             self.dec.reset_sequence()
             self.hello = None
+            self._bump_base = None  # bumps while the port was closed are not knowable: re-base
             self.last_rx = time.monotonic()
             self._write(P.Hello(P.PROTOCOL_VERSION, 0, 0, 0, "edge-runtime"))
             reason = self._pump(ser)
@@ -258,7 +302,7 @@ class McuLink:
             if now - self.last_rx > self.silent_s:
                 self.stats.silent_events += 1
                 return "silent"
-            if self.hello is None and now - hello_at > self.heartbeat_s * 5:
+            if self.hello is None and self.version_error is None and now - hello_at > self.heartbeat_s * 5:
                 # our hello or its answer was lost on a noisy line: ask again, the MCU keeps reporting meanwhile
                 hello_at = now
                 self.stats.hello_retries += 1
@@ -276,27 +320,85 @@ class McuLink:
     def _on_message(self, rec: P.Received, now: float):
         self.last_rx = now
         msg = rec.msg
+        if rec.order == "dup":
+            if isinstance(msg, P.SensorReport):
+                self.stats.duplicate_reports += 1
+            return  # a frame we already acted on
         if isinstance(msg, P.SensorReport):
-            self.stats.reports += 1
-            sent = self._sent_t.pop(msg.ack_seq, None)
-            if sent is not None:
-                self.ack_ms.append((now - sent) * 1000)
-            with self._cond:
-                self.latest = Report(msg, now, rec.seq)
-                self._cond.notify_all()
+            self._on_report(rec, msg, now)
         elif isinstance(msg, P.Heartbeat):
             t = self._hb_sent.pop(msg.token, None)
             if t is not None:
                 self.stats.rtt_ms.append((time.perf_counter() - t) * 1000)
         elif isinstance(msg, P.Hello):
+            self.stats.hellos += 1
+            if self._last_ms is not None:  # (right after a boot, before any report, the base is the boot's 0)
+                self._bump_base = None  # unknown until the next report: a hello may follow a boot or answer ours
             if msg.version != P.PROTOCOL_VERSION:
-                self.stats.version_mismatch += 1
-                log.error("MCU on %s speaks protocol v%d, this host v%d: motors stay locked; update the firmware",
-                          self.port, msg.version, P.PROTOCOL_VERSION)
+                self._version_mismatch(msg.version, "its hello")
+                return
             with self._cond:
                 self.hello = msg
                 self._cond.notify_all()
         elif isinstance(msg, P.Fault):
             self.stats.faults[msg.name] = self.stats.faults.get(msg.name, 0) + 1
-            if msg.code not in (P.FAULT_FAILSAFE, P.FAULT_BAD_FRAME):
+            if msg.code == P.FAULT_RESET:
+                self._board_booted("FAULT reset")
+                if self.stats.boots > 1 or self.stats.connects > 1:
+                    # a board that rebooted behind an open port (brownout) has not heard our hello: say it again,
+                    # so that its version check runs
+                    self._write(P.Hello(P.PROTOCOL_VERSION, 0, 0, 0, "edge-runtime"))
+            elif msg.code == P.FAULT_VERSION:
+                self._version_mismatch(msg.detail, "FAULT version")
+            elif msg.code not in (P.FAULT_FAILSAFE, P.FAULT_BAD_FRAME):
                 log.warning("MCU on %s: fault %s (detail %d)", self.port, msg.name, msg.detail)
+
+    def _board_booted(self, why: str):
+        self.stats.boots += 1
+        self._bump_base = 0  # a booted board counts from 0: bumps before its first report still count
+        self._last_ms = None
+        if self.stats.boots > 1 or self.stats.connects > 1:
+            log.warning("MCU on %s restarted (%s): counters re-based", self.port, why)
+
+    def _version_mismatch(self, board_version: int, how: str):
+        self.stats.version_mismatch += 1
+        if self.version_error is None:
+            self.version_error = (f"MCU on {self.port} speaks serial protocol v{board_version}, this host speaks "
+                                  f"v{P.PROTOCOL_VERSION} (seen in {how}): the board refuses to drive; flash firmware "
+                                  f"for protocol v{P.PROTOCOL_VERSION} (hardware/firmware) or install a matching edge-runtime")
+            log.error("%s", self.version_error)
+        self._write(P.Stop())
+        with self._cond:
+            self._cond.notify_all()
+
+    def _on_report(self, rec: P.Received, msg: P.SensorReport, now: float):
+        st = self.stats
+        if self._last_ms is not None:
+            back = (self._last_ms - msg.mcu_ms) & 0xFFFFFFFF  # how far the board clock went back (wraps at 2^32)
+            if 0 < back < 1 << 31:
+                if back > REBOOT_BACKSTEP_MS:  # its hello and reset fault were lost on the line
+                    self.dec.stats.lost = max(0, self.dec.stats.lost - rec.gap)  # not lost: a new count began
+                    self.dec.resync(rec.seq)
+                    self._board_booted(f"its clock went back {back} ms")
+                else:
+                    st.late_reports += 1
+                    return
+        if rec.order == "late":
+            st.late_reports += 1
+            return
+        if self._bump_base is not None:
+            step = (msg.bumps - self._bump_base) & 0xFF
+            if step >= 128:  # the counter went back: it restarted; count nothing, start from here
+                st.counter_restarts += 1
+                log.warning("MCU on %s: bump counter went back from %d to %d: re-based", self.port, self._bump_base, msg.bumps)
+            else:
+                self.bumps_total += step
+        self._bump_base = msg.bumps
+        self._last_ms = msg.mcu_ms
+        st.reports += 1
+        sent = self._sent_t.pop(msg.ack_seq, None)
+        if sent is not None:
+            self.ack_ms.append((now - sent) * 1000)
+        with self._cond:
+            self.latest = Report(msg, now, rec.seq, self.bumps_total, st.boots)
+            self._cond.notify_all()

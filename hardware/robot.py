@@ -8,14 +8,20 @@
     hp <= 0, or battery below critical_mv for critical_hold_s -> death
 
 On death the motors are stopped, the MCU is told (it blinks its LED and
-refuses to drive), and respawn() waits to be revived: the MCU's button, a
-timeout, or revive() (console), as robot.revive says. Action heads are ordered
+refuses to drive), and the body waits to be revived: the MCU's button, a
+timeout (as robot.revive says), or revive() (the console). It is `Revivable`:
+the runtime polls poll_revive() and keeps serving the console and the watchdog
+meanwhile. It is `MotorControl`: the console can stop and hold the motors.
+
+Bumps come from the link's running total (hardware.mcu_link), which already
+drops duplicate and late reports and re-bases on every board (re)boot: a
+reboot, a duplicated or a reordered report can never hurt the body. Action heads are ordered
 like the arena's (drive: back/stop/forward, turn: left/none/right), so the
 same brain config fits both bodies.
 
 Config sections: [robot] (RobotConfig), [camera] (hardware.camera.CameraConfig),
-[mcu] (McuConfig; port = "virtual" starts a virtual MCU in this process, its
-settings in [mcu.virtual]). docs/hardware.md documents every field.
+[mcu] (McuConfig, required: port is a serial device, or "virtual" to start a
+virtual MCU in this process with its settings in [mcu.virtual]). docs/hardware.md documents every field.
 """
 from __future__ import annotations
 
@@ -27,13 +33,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_runtime.body import Action, Body, BodySpec, Sense
+from edge_runtime.body import Action, Body, BodySpec, MotorControl, Revivable, Sense
 from edge_runtime.config import ConfigError, build_section, check
 from sim_bridge.arena import ACTION_HEADS, DRIVE, TURN  # the same heads, order and meaning as the arena
 
 from . import protocol as P
 from .camera import CameraConfig, StereoCamera, open_stereo
-from .mcu_link import McuLink, McuLinkError
+from .mcu_link import McuLink, McuLinkError, McuVersionError
 
 log = logging.getLogger("hardware.robot")
 
@@ -93,7 +99,7 @@ class RobotConfig:
 
 @dataclass
 class McuConfig:
-    port: str = "virtual"  # serial device (prefer /dev/serial/by-id/...), or "virtual" for an in-process virtual MCU
+    port: str = ""  # required: serial device (prefer /dev/serial/by-id/...), or "virtual" for an in-process virtual MCU
     baud: int = 115200
     connect_timeout_s: float = 5.0
     silent_s: float = 0.5  # no frame for this long: the MCU is silent, reopen the port
@@ -103,7 +109,8 @@ class McuConfig:
 
     def __post_init__(self):
         w = "mcu"
-        check(bool(self.port), f"{w}.port", "a serial device path or \"virtual\" is needed")
+        check(bool(self.port), f"{w}.port", "required: the MCU's serial device (prefer /dev/serial/by-id/...), "
+              "or \"virtual\" for the simulated board")
         check(self.baud > 0, f"{w}.baud", "must be > 0")
         check(self.connect_timeout_s > 0, f"{w}.connect_timeout_s", "must be > 0")
         check(self.silent_s > 0, f"{w}.silent_s", "must be > 0")
@@ -114,14 +121,17 @@ class McuConfig:
 
 def robot_configs(extra: dict) -> tuple[RobotConfig, CameraConfig, McuConfig]:
     """Build the three sections from Config.extra, naming `section.key` on any problem."""
+    robot = build_section(RobotConfig, "robot", extra.get("robot", {}))
     if "camera" not in extra:
         raise ConfigError("camera: section needed for the robot body ([camera] backend, left, right)")
-    return (build_section(RobotConfig, "robot", extra.get("robot", {})),
-            build_section(CameraConfig, "camera", extra["camera"]),
-            build_section(McuConfig, "mcu", extra.get("mcu", {})))
+    camera = build_section(CameraConfig, "camera", extra["camera"])
+    if "mcu" not in extra:
+        raise ConfigError("mcu: section needed for the robot body: [mcu] port = \"/dev/serial/by-id/...\" "
+                          "(or port = \"virtual\" for the simulated board)")
+    return robot, camera, build_section(McuConfig, "mcu", extra["mcu"])
 
 
-class RobotBody(Body):
+class RobotBody(Body, MotorControl, Revivable):
     def __init__(self, robot: RobotConfig, camera: CameraConfig | StereoCamera, mcu: McuConfig):
         self.cfg = robot
         self.mcu_cfg = mcu
@@ -131,8 +141,9 @@ class RobotBody(Body):
         self._closed = False
         self._revive = threading.Event()
         self._interrupted = threading.Event()
+        self._held = False
         self.counts = {"deaths": 0, "bumps": 0, "revived": 0, "link_down_steps": 0, "battery_deaths": 0,
-                       "tilt_deaths": 0, "late_reports": 0}
+                       "tilt_deaths": 0, "injury_deaths": 0, "old_report_steps": 0}
         try:
             port = mcu.port
             if port == "virtual":
@@ -166,7 +177,7 @@ class RobotBody(Body):
         self.cause = ""
         self.t_death = 0.0
         self.mv_f: float | None = None
-        self.last_bumps: int | None = None
+        self._bumps_seen: int | None = None  # the link's bump total at the last report this body felt
         self.last_injury = -1e9
         self.t_last = now
         self.t_next = now
@@ -175,10 +186,8 @@ class RobotBody(Body):
         self.touch = np.zeros(self.spec.touch_channels, np.float32)
         self.report: P.SensorReport | None = None
         self.link_ok = False
-
-    def revive(self):
-        """Bring a dead body back (console command). Works whatever robot.revive says."""
-        self._revive.set()
+        self._said_battery = False
+        self._last_state_t = 0.0
 
     @property
     def energy(self) -> float:
@@ -202,17 +211,21 @@ class RobotBody(Body):
         self.link.send_state(False)
         self._init_state()
         sense = self._sense(feel=False)
-        if self.mv_f is not None and self.mv_f < self.cfg.critical_mv:  # never hand out a dead body
+        if self.mv_f is not None and self.mv_f < self.cfg.critical_mv:  # switched on flat: dead until charged
             self.dead, self.cause, self.t_death = True, "battery", time.monotonic()
-            return self.respawn()
+            self.link.send_state(True)
+            log.warning("battery at %.0f mV (critical %d mV): dead until charged and revived", self.mv_f, self.cfg.critical_mv)
+            return self._sense(feel=False)
         return sense
 
     def act(self, action: Action) -> Sense:
         if self.dead:
-            raise RuntimeError("Robot: act() on a dead body; call respawn() first")
+            raise RuntimeError("Robot: act() on a dead body; wait for poll_revive() or call revive()")
         drive, turn = self.spec.normalize_action(action)
         c = self.cfg
         d, t = DRIVE[drive] * c.drive_power, TURN[turn] * c.turn_power
+        if self._held:  # console `motors stop`: the brain acts, the wheels do not
+            d = t = 0.0
         self.link.send_motor(int(d - t), int(d + t))
         if c.control_hz > 0:  # hold the action for one control period
             self.t_next = max(self.t_next + 1.0 / c.control_hz, time.monotonic() - 1.0 / c.control_hz)
@@ -224,55 +237,89 @@ class RobotBody(Body):
             self._die()
         return sense
 
-    def interrupt(self):
-        """Called by the runtime when it is asked to stop: a wait for a revive ends at once."""
-        self._interrupted.set()
-
-    def respawn(self) -> Sense:
-        """Wait until revived (button / timeout / revive(), per robot.revive), then come back with full HP."""
-        c = self.cfg
-        modes = c.revive_modes
-        if not self.dead:
-            return self._sense(feel=False)
+    # -- MotorControl
+    def stop_motors(self) -> None:
+        self._held = True
         self.link.stop_motors()
-        self.link.send_state(True)
+
+    def release_motors(self) -> None:
+        self._held = False
+
+    @property
+    def motors_held(self) -> bool:
+        return self._held
+
+    # -- Revivable
+    @property
+    def waiting_for(self) -> str:
+        if not self.dead:
+            return "nothing (alive)"
+        if self.cause == "battery" and self.energy < self.cfg.revive_min_energy:
+            return f"a charged battery ({self.mv_f or 0:.0f} mV now), then a revive"
+        return " or ".join(sorted(self.cfg.revive_modes | {"console revive"}))
+
+    def poll_revive(self) -> Sense | None:
+        if not self.dead:
+            return None
+        c = self.cfg
+        self._sense(feel=False, wait_s=min(0.2, c.link_wait_s))  # keep reading the board (battery, button)
+        now = time.monotonic()
+        if now - self._last_state_t > 0.5:  # repeat: a board that rebooted must learn it is dead
+            self.link.stop_motors()
+            self.link.send_state(True)
+            self._last_state_t = now
+        pressed = self.report is not None and bool(self.report.flags & P.FLAG_BUTTON)
+        trig = self._revive.is_set() or ("button" in c.revive_modes and pressed and not self.button_prev) \
+            or ("timeout" in c.revive_modes and now - self.t_death >= c.revive_timeout_s)
+        self.button_prev = pressed
         self._revive.clear()
-        log.info("dead (%s): waiting to be revived by %s", self.cause, " or ".join(sorted(modes | {"revive()"})))
-        said_battery = False
-        last_state = time.monotonic()
-        while not self._closed:
-            if self._interrupted.is_set():  # the runtime is stopping (SIGTERM): stay dead, motors stopped
-                self._interrupted.clear()
-                log.info("stop requested while dead: not waiting for a revive")
-                return self._sense(feel=False)
-            self._sense(feel=False)  # keep reading the board (battery, button)
-            now = time.monotonic()
-            if now - last_state > 0.5:  # repeat: a board that rebooted must learn it is dead
-                self.link.send_state(True)
-                last_state = now
-            pressed = self.report is not None and bool(self.report.flags & P.FLAG_BUTTON)
-            trig = self._revive.is_set() or ("button" in modes and pressed and not self.button_prev) \
-                or ("timeout" in modes and now - self.t_death >= c.revive_timeout_s)
-            self.button_prev = pressed
-            if trig:
-                if self.cause == "battery" and self.energy < c.revive_min_energy:
-                    if not said_battery:
-                        log.warning("revive asked, but the battery is at %.0f mV: charge or swap it", self.mv_f or 0)
-                        said_battery = True
-                    self._revive.clear()
-                else:
-                    break
-            time.sleep(0.02)
-        self._revive.clear()
+        return self.revive() if trig else None
+
+    def request_revive(self):
+        """Thread-safe: the next poll_revive() revives the body (like pressing its button)."""
+        self._revive.set()
+
+    def revive(self) -> Sense | None:
+        c = self.cfg
+        if self.dead and self.cause == "battery" and self.energy < c.revive_min_energy:
+            if not self._said_battery:
+                log.warning("revive asked, but the battery is at %.0f mV: charge or swap it", self.mv_f or 0)
+                self._said_battery = True
+            return None
         self.counts["revived"] += 1
         self.hp = 1.0
         self.dead = False
         self.cause = ""
         self.critical_since = None
         self.last_injury = -1e9
+        self._said_battery = False
         self.link.send_state(False)
         self.t_next = time.monotonic()
         log.info("revived")
+        return self._sense(feel=False)
+
+    def interrupt(self):
+        """End a blocking respawn() wait at once (a stop was requested)."""
+        self._interrupted.set()
+
+    def respawn(self) -> Sense:
+        """Block until revived (button / timeout / revive(), per robot.revive), or interrupt()/close().
+
+        The runtime does not use this (it polls poll_revive()); it is here for the Body contract."""
+        if not self.dead:
+            return self._sense(feel=False)
+        self.link.stop_motors()
+        self.link.send_state(True)
+        log.info("dead (%s): waiting for %s", self.cause, self.waiting_for)
+        while not self._closed:
+            if self._interrupted.is_set():  # stay dead, motors stopped
+                self._interrupted.clear()
+                log.info("stop requested while dead: not waiting for a revive")
+                return self._sense(feel=False)
+            s = self.poll_revive()
+            if s is not None:
+                return s
+            time.sleep(0.02)
         return self._sense(feel=False)
 
     def close(self):
@@ -289,25 +336,31 @@ class RobotBody(Body):
     # ---------------------------------------------------------------- hardware -> feeling
     def _die(self):
         self.counts["deaths"] += 1
+        if self.cause == "injury":
+            self.counts["injury_deaths"] += 1
         self.t_death = time.monotonic()
+        self._last_state_t = self.t_death
         self.link.stop_motors()
         self.link.send_state(True)
         log.info("death: %s", self.cause)
 
-    def _fresh_report(self) -> P.SensorReport | None:
+    def _fresh_report(self, wait_s: float):
+        """The newest report if it is recent; else wait up to wait_s for one (the link may be reconnecting)."""
+        if self.link.version_error:
+            raise McuVersionError(self.link.version_error)
         c = self.cfg
         latest = self.link.latest
         now = time.monotonic()
         if latest is not None and now - latest.t <= c.report_timeout_s:
-            return latest.msg
-        self.counts["late_reports"] += 1
-        rep = self.link.wait_report(now - c.report_timeout_s, c.link_wait_s)  # the link may be reconnecting
-        return rep.msg if rep is not None else None
+            return latest
+        self.counts["old_report_steps"] += 1
+        return self.link.wait_report(now - c.report_timeout_s, wait_s)
 
-    def _sense(self, feel: bool) -> Sense:
+    def _sense(self, feel: bool, wait_s: float | None = None) -> Sense:
         c = self.cfg
         frame = self.camera.read()
-        rep = self._fresh_report()
+        report = self._fresh_report(c.link_wait_s if wait_s is None else wait_s)
+        rep = report.msg if report is not None else None
         now = time.monotonic()
         dt = max(0.0, min(1.0, now - self.t_last))
         self.t_last = now
@@ -321,8 +374,9 @@ class RobotBody(Body):
             self.touch = np.asarray(rep.touch[: self.spec.touch_channels], np.float32) / 255.0
             if self.touch.shape[0] < self.spec.touch_channels:
                 self.touch = np.pad(self.touch, (0, self.spec.touch_channels - self.touch.shape[0]))
-            new_bumps = 0 if self.last_bumps is None else (rep.bumps - self.last_bumps) & 0xFF
-            self.last_bumps = rep.bumps
+            # the link's running total is already free of duplicates, late reports and board restarts
+            new_bumps = 0 if self._bumps_seen is None else max(0, report.bumps_total - self._bumps_seen)
+            self._bumps_seen = report.bumps_total
             if feel and not self.dead:
                 injury = new_bumps * c.bump_damage
                 if max(abs(rep.current_left_ma), abs(rep.current_right_ma)) > c.spike_ma or rep.flags & P.FLAG_STALL:
@@ -362,5 +416,7 @@ def build_robot_body(cfg) -> RobotBody:
     robot, camera, mcu = robot_configs(cfg.extra)
     try:
         return RobotBody(robot, camera, mcu)
+    except McuVersionError:
+        raise  # not a config problem: firmware and host disagree (the message names the port and both versions)
     except McuLinkError as e:
         raise ConfigError(f"mcu.port: {e}") from None

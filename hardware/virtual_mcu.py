@@ -4,8 +4,27 @@
 
 prints the serial device path (a stable symlink to the current /dev/pts/N, the
 way /dev/serial/by-id/... points at /dev/ttyACM0) and then takes commands on
-stdin, one a line: `noise P`, `stall S`, `unplug S`, `button`, `bump [CH]`,
-`recharge`, `status`, `quit`.
+stdin, one a line (COMMANDS below: every fault of a bad day, by hand):
+
+    noise P      corrupt each outgoing frame with probability P
+    stall S      the firmware hangs S seconds (silence both ways), then its watchdog resets it
+    unplug S     the cable is out for S seconds (the pty vanishes, the board loses power and reboots)
+    reboot       the board resets now (seq, clock and bump counter restart; HELLO + FAULT reset)
+    brownout     the battery sags under the board's reset threshold: motors off, then a reset
+    garbage N    N random bytes on the line (zeros included)
+    dup N        the next N sensor reports are sent twice
+    reorder N    the next N pairs of sensor reports are sent swapped
+    drop N       the next N sensor reports are lost on the line
+    version V    speak protocol version V from now on (V != 1: a board with other firmware)
+    button       press the revive button
+    bump [CH]    a bump (on touch channel CH)
+    recharge     a full battery
+    status       print the board's state and counters (JSON)
+    quit
+
+With --events FILE it writes one JSON line per event with the machine's
+monotonic clock (`t`, the same clock as the host's), so a test can check the
+host against what the board really did (bumps, boots, deaths it was told of).
 
 It speaks protocol v1 exactly like hardware/firmware (hello and reset fault on
 boot, sensor reports at 50 Hz, heartbeat echo, failsafe motor stop, dead
@@ -19,6 +38,7 @@ new one behind the same symlink).
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import random
@@ -86,6 +106,13 @@ class VirtualMcuStats:
     frames_corrupted: int = 0
     bad_frames_in: int = 0
     dead_states: int = 0
+    board_bumps: int = 0  # bump events the board's counter registered, over every boot (the ground truth)
+    boots: int = 1
+    reports_dropped: int = 0
+    reports_duplicated: int = 0
+    reports_reordered: int = 0
+    garbage_bytes: int = 0
+    brownouts: int = 0
     last_motor: tuple[int, int] = (0, 0)
     motor_log: list = field(default_factory=list)  # (t, left, right) of every applied command, newest last
 
@@ -93,8 +120,12 @@ class VirtualMcuStats:
 class VirtualMCU:
     """Start with start(); the device path is .path. Thread-safe controls: unplug(), stall(), set_line_noise()..."""
 
-    def __init__(self, cfg: VirtualMcuConfig | None = None, link: str | None = None):
+    def __init__(self, cfg: VirtualMcuConfig | None = None, link: str | None = None, events: str | None = None):
         self.cfg = cfg or VirtualMcuConfig()
+        self.version = P.PROTOCOL_VERSION  # the protocol this board's firmware speaks (`version V` changes it)
+        self._events = open(events, "a", buffering=1) if events else None
+        self._dup_n = self._reorder_n = self._drop_n = 0
+        self._held_frame: bytes | None = None
         self._tmpdir = None
         if link is None:
             self._tmpdir = tempfile.mkdtemp(prefix="edge-vmcu-")
@@ -129,6 +160,9 @@ class VirtualMCU:
         if self._thread:
             self._thread.join(timeout=2)
         self._close_pty()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
         if self._tmpdir:
             try:
                 os.rmdir(self._tmpdir)
@@ -146,6 +180,7 @@ class VirtualMCU:
     def unplug(self, seconds: float):
         """The cable comes out: the pty vanishes (the host's reads fail) and returns after `seconds` as a new pty."""
         with self._lock:
+            self._event("unplug", s=float(seconds))
             self._unplug_until = time.monotonic() + seconds
             self._close_pty()
             self.left = self.right = 0  # USB power gone: the board is off
@@ -155,22 +190,69 @@ class VirtualMCU:
         """The firmware hangs: nothing is read or sent; the watchdog resets the board after watchdog_ms."""
         with self._lock:
             self._stall_until = time.monotonic() + seconds
+            self._event("stall", s=float(seconds))
 
     def set_line_noise(self, p: float):
         with self._lock:
             self.cfg.line_noise = float(p)
+            self._event("noise", p=float(p))
+
+    def reboot(self, cause: int = 1):
+        """The board resets now: seq, clock, bump counter and the dead state start over; HELLO + FAULT reset follow."""
+        with self._lock:
+            self._boot(cause)
+
+    def brownout(self):
+        """The battery sags below the board's reset threshold (a motor stall on a tired pack): motors off, reset."""
+        with self._lock:
+            self.stats.brownouts += 1
+            self._event("brownout")
+            self.left = self.right = 0
+            self._boot(3)
+
+    def garbage(self, n: int):
+        """n random bytes on the line (zeros included): a noisy cable, a bootloader's chatter."""
+        with self._lock:
+            self._write_raw(bytes(self.rng.randrange(256) for _ in range(int(n))))
+            self.stats.garbage_bytes += int(n)
+            self._event("garbage", n=int(n))
+
+    def duplicate_reports(self, n: int = 1):
+        with self._lock:
+            self._dup_n += int(n)
+            self._event("dup", n=int(n))
+
+    def reorder_reports(self, n: int = 1):
+        """The next n pairs of sensor reports go out swapped (each keeps its own seq and clock)."""
+        with self._lock:
+            self._reorder_n += int(n)
+            self._event("reorder", n=int(n))
+
+    def drop_reports(self, n: int = 1):
+        """The next n sensor reports are lost on the line (their seq numbers are used up)."""
+        with self._lock:
+            self._drop_n += int(n)
+            self._event("drop", n=int(n))
+
+    def set_version(self, v: int):
+        with self._lock:
+            self.version = int(v) & 0xFF
+            self._event("version", v=self.version)
 
     def press_button(self, seconds: float = 0.3):
         with self._lock:
             self._button_until = time.monotonic() + seconds
+            self._event("button")
 
     def bump(self, channel: int | None = None):
         with self._lock:
+            self._event("bump_cmd")
             self._start_bump(time.monotonic(), channel)
 
     def recharge(self):
         with self._lock:
             self.soc = 1.0
+            self._event("recharge")
 
     def inject(self, data: bytes):
         """Write raw bytes to the host as they are (for tests of the host's decoder)."""
@@ -185,7 +267,7 @@ class VirtualMCU:
         with self._lock:
             return {"path": self.path, "pty": self._pty_name, "plugged": self.plugged, "soc": round(self.soc, 4),
                     "battery_mv": self._battery_mv(0.0), "motors": (self.left, self.right), "dead": self.dead,
-                    "failsafe": self.failsafe, "line_noise": self.cfg.line_noise,
+                    "failsafe": self.failsafe, "line_noise": self.cfg.line_noise, "version": self.version,
                     **{k: v for k, v in vars(self.stats).items() if k != "motor_log"}}
 
     # -------------------------------------------------------------- pty
@@ -229,8 +311,19 @@ class VirtualMCU:
             if e.errno not in (errno.EIO, errno.EAGAIN):
                 raise
 
+    def _event(self, kind: str, **kw):
+        if self._events is not None:
+            self._events.write(json.dumps({"t": round(time.monotonic(), 4), "event": kind, **kw}) + "\n")
+
     # -------------------------------------------------------------- firmware
-    def _boot(self):
+    def _boot(self, cause: int = 0):
+        """Power-on or reset: RAM is gone (seq, clock, bump counter, dead state, version lock)."""
+        if hasattr(self, "enc"):  # not the first boot
+            self.stats.boots += 1
+            self.stats.resets += 1
+        self._event("boot", cause=cause)
+        self.dead = False
+        self._held_frame = None
         self.enc = P.Encoder()
         self.dec = P.StreamDecoder()
         self.left = self.right = 0
@@ -244,10 +337,32 @@ class VirtualMCU:
         self._last_report = now
         self._bad_reported = 0
         self._pending_hello = True
+        self._bump_prev = now < self._bump_until  # a bump under way at boot is not a new edge for this boot
+        self._boot_cause = cause
 
     def _send(self, msg):
-        frame = self.enc.frame(msg)
+        frame = self.enc.frame(msg)  # a seq number is used up whatever happens on the line
         self.stats.frames_sent += 1
+        if isinstance(msg, P.SensorReport):
+            if self._drop_n > 0:
+                self._drop_n -= 1
+                self.stats.reports_dropped += 1
+                return
+            if self._reorder_n > 0:
+                if self._held_frame is None:
+                    self._held_frame = frame
+                    return
+                self._line(frame)
+                frame, self._held_frame = self._held_frame, None
+                self._reorder_n -= 1
+                self.stats.reports_reordered += 1
+            elif self._dup_n > 0:
+                self._dup_n -= 1
+                self.stats.reports_duplicated += 1
+                self._line(frame)
+        self._line(frame)
+
+    def _line(self, frame: bytes):
         if self.cfg.line_noise > 0 and self.rng.random() < self.cfg.line_noise:
             frame = self._corrupt(frame)
             self.stats.frames_corrupted += 1
@@ -271,11 +386,11 @@ class VirtualMCU:
     def _handle(self, msg, seq: int, now: float):
         if isinstance(msg, P.Hello):
             self.stats.hellos += 1
-            self.version_ok = msg.version == P.PROTOCOL_VERSION
+            self.version_ok = msg.version == self.version
             self._send_hello()
             if not self.version_ok:
                 self.left = self.right = 0
-                self._send(P.Fault(P.FAULT_VERSION, P.PROTOCOL_VERSION))
+                self._send(P.Fault(P.FAULT_VERSION, self.version))
         elif isinstance(msg, P.MotorCommand):
             self.stats.motor_commands += 1
             self.ack_seq = seq
@@ -299,6 +414,8 @@ class VirtualMCU:
         elif isinstance(msg, P.State):
             was = self.dead
             self.dead = msg.state != P.STATE_ALIVE
+            if self.dead != was:
+                self._event("state", dead=self.dead)
             if self.dead:
                 self.left = self.right = 0
                 if not was:
@@ -308,7 +425,7 @@ class VirtualMCU:
             self._send(P.Fault(P.FAULT_UNKNOWN_TYPE, P.TYPES.get(type(msg), 0)))
 
     def _send_hello(self):
-        self._send(P.Hello(P.PROTOCOL_VERSION, self.cfg.n_touch, self.cfg.failsafe_ms, 0x0100, "virtual-mcu"))
+        self._send(P.Hello(self.version, self.cfg.n_touch, self.cfg.failsafe_ms, 0x0100, "virtual-mcu"))
 
     # -------------------------------------------------------------- the simulated robot
     def _battery_mv(self, current_a: float) -> int:
@@ -377,7 +494,7 @@ class VirtualMCU:
         if self._pending_hello:
             self._pending_hello = False
             self._send_hello()
-            self._send(P.Fault(P.FAULT_RESET, 0))
+            self._send(P.Fault(P.FAULT_RESET, self._boot_cause))
         self._physics(now, dt)
         if (self.left or self.right) and (now - self._last_cmd) * 1000 > c.failsafe_ms:
             self.left = self.right = 0
@@ -388,8 +505,10 @@ class VirtualMCU:
         if (self.left or self.right) and self._battery_mv(0) < c.low_battery_mv:
             self.left = self.right = 0
             self._send(P.Fault(P.FAULT_BATTERY, self._battery_mv(0)))
-        if now < self._bump_until and not getattr(self, "_bump_prev", False):
+        if now < self._bump_until and not self._bump_prev:
             self.bump_count = (self.bump_count + 1) & 0xFF
+            self.stats.board_bumps += 1
+            self._event("bump", count=self.bump_count, total=self.stats.board_bumps)
         self._bump_prev = now < self._bump_until
         if self.dec.stats.bad_frames != self._bad_reported:
             self._bad_reported = self.dec.stats.bad_frames
@@ -412,8 +531,7 @@ class VirtualMCU:
                     self._physics(now, dt)
                     if now >= self._unplug_until:
                         self._open_pty()
-                        self._boot()
-                        self.stats.resets += 1
+                        self._boot(0)  # power-on
                         log.info("plugged in again at %s", self._pty_name)
                     master = None
                 elif now < self._stall_until:
@@ -427,8 +545,7 @@ class VirtualMCU:
                 else:
                     if stalled:
                         stalled = False
-                        self._boot()
-                        self.stats.resets += 1
+                        self._boot(2)  # its watchdog
                     master = self._master
             if master is None:
                 time.sleep(0.005)
@@ -455,6 +572,36 @@ class VirtualMCU:
 
 
 # ------------------------------------------------------------------ command line
+def _n(args, default=None, kind=int):
+    if not args:
+        if default is None:
+            raise ValueError("needs a number")
+        return default
+    v = kind(args[0])
+    if v < 0:
+        raise ValueError("must be >= 0")
+    return v
+
+
+# command -> (what it does, how it runs); the same table is the `help` text and the docs' list
+COMMANDS = {
+    "noise": ("P: corrupt outgoing frames with probability P", lambda vm, a: vm.set_line_noise(_n(a, kind=float))),
+    "stall": ("S: firmware hangs S s, then its watchdog resets it", lambda vm, a: vm.stall(_n(a, kind=float))),
+    "unplug": ("S: cable out for S s (the board reboots)", lambda vm, a: vm.unplug(_n(a, kind=float))),
+    "reboot": ("the board resets now", lambda vm, a: vm.reboot()),
+    "brownout": ("battery sag: motors off, reset", lambda vm, a: vm.brownout()),
+    "garbage": ("N: N random bytes on the line", lambda vm, a: vm.garbage(_n(a, 32))),
+    "dup": ("N: the next N sensor reports sent twice", lambda vm, a: vm.duplicate_reports(_n(a, 1))),
+    "reorder": ("N: the next N pairs of reports swapped", lambda vm, a: vm.reorder_reports(_n(a, 1))),
+    "drop": ("N: the next N sensor reports lost", lambda vm, a: vm.drop_reports(_n(a, 1))),
+    "version": ("V: speak protocol version V", lambda vm, a: vm.set_version(_n(a))),
+    "button": ("press the revive button", lambda vm, a: vm.press_button()),
+    "bump": ("[CH]: a bump (on touch channel CH)", lambda vm, a: vm.bump(_n(a) if a else None)),
+    "recharge": ("a full battery", lambda vm, a: vm.recharge()),
+    "status": ("the board's state and counters (JSON)", lambda vm, a: None),
+}
+
+
 def serve(argv: list[str]) -> int:
     """`edge-runtime virtual-mcu`: run a virtual MCU until quit/Ctrl-C, commands on stdin."""
     import argparse
@@ -467,6 +614,7 @@ def serve(argv: list[str]) -> int:
     ap.add_argument("--bump-rate", type=float, default=0.5, help="bumps per second at full drive")
     ap.add_argument("--line-noise", type=float, default=0.0, help="probability of a corrupted outgoing frame")
     ap.add_argument("--revive-after", type=float, default=2.0, help="seconds after death until the button is pressed (0: never)")
+    ap.add_argument("--events", default=None, metavar="FILE", help="append one JSON line per board event (monotonic clock)")
     ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args(argv)
     try:
@@ -475,40 +623,31 @@ def serve(argv: list[str]) -> int:
     except ValueError as e:
         print(f"edge-runtime virtual-mcu: error: {e}", file=sys.stderr)
         return 2
-    vm = VirtualMCU(cfg, link=a.link)
+    vm = VirtualMCU(cfg, link=a.link, events=a.events)
     vm.start()
     print(vm.path, flush=True)
-    print(f"virtual MCU on {vm.path} -> {vm._pty_name}; commands: noise P | stall S | unplug S | button | bump [CH] | "
-          "recharge | status | quit", file=sys.stderr, flush=True)
+    print(f"virtual MCU on {vm.path} -> {vm._pty_name}; commands: {' | '.join(COMMANDS)} | help | quit",
+          file=sys.stderr, flush=True)
     try:
         for line in sys.stdin:
             words = line.split()
             if not words:
                 continue
             cmd, args = words[0], words[1:]
+            if cmd == "quit":
+                break
+            if cmd == "help":
+                print("\n".join(f"  {k:<9} {v[0]}" for k, v in COMMANDS.items()), file=sys.stderr, flush=True)
+                continue
+            if cmd not in COMMANDS:
+                print(f"unknown command {cmd!r} (help lists them)", file=sys.stderr, flush=True)
+                continue
             try:
-                if cmd == "quit":
-                    break
-                elif cmd == "noise":
-                    vm.set_line_noise(float(args[0]))
-                elif cmd == "stall":
-                    vm.stall(float(args[0]))
-                elif cmd == "unplug":
-                    vm.unplug(float(args[0]))
-                elif cmd == "button":
-                    vm.press_button()
-                elif cmd == "bump":
-                    vm.bump(int(args[0]) if args else None)
-                elif cmd == "recharge":
-                    vm.recharge()
-                elif cmd == "status":
-                    pass
-                else:
-                    print(f"unknown command {cmd!r}", file=sys.stderr, flush=True)
-                    continue
-                print(vm.status(), file=sys.stderr, flush=True)
-            except (IndexError, ValueError):
-                print(f"{cmd}: bad argument", file=sys.stderr, flush=True)
+                COMMANDS[cmd][1](vm, args)
+            except (ValueError, IndexError) as e:
+                print(f"{cmd}: bad argument ({e})", file=sys.stderr, flush=True)
+                continue
+            print(json.dumps(vm.status()), file=sys.stderr, flush=True)
         else:  # stdin closed (e.g. started in the background): run until interrupted
             while True:
                 time.sleep(3600)

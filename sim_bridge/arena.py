@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_runtime.body import Action, Body, BodySpec, Sense
+from edge_runtime.body import Action, Body, BodySpec, MotorControl, Sense
 from edge_runtime.config import check
 
 ACTION_HEADS = OrderedDict([("drive", 3), ("turn", 3)])  # drive: back/stop/forward; turn: left/none/right
@@ -106,7 +106,7 @@ class ArenaSense(Sense):
     right = property(lambda self: self._look()[1], lambda self, v: None)
 
 
-class Arena(Body):
+class Arena(Body, MotorControl):
     """The built-in world and the one robot living in it (the default body of `--sim`)."""
 
     def __init__(self, config: ArenaConfig | None = None):
@@ -122,6 +122,7 @@ class Arena(Body):
         self._frame = 0
         self._rays_prepared = False
         self._seeded = False
+        self._held = False  # console `motors stop`: the robot holds still whatever the brain chooses
 
     # ---------------------------------------------------------------- lifecycle
     def reset(self, seed: int | None = None) -> Sense:
@@ -163,6 +164,17 @@ class Arena(Body):
         """This life's events: food eaten, hazard hits, bumps."""
         return dict(self._counters)
 
+    # -- MotorControl
+    def stop_motors(self) -> None:
+        self._held = True
+
+    def release_motors(self) -> None:
+        self._held = False
+
+    @property
+    def motors_held(self) -> bool:
+        return self._held
+
     def _check_open(self):
         if self._closed:
             raise RuntimeError("Arena: body is closed")
@@ -200,7 +212,7 @@ class Arena(Body):
             raise RuntimeError("Arena: act() on a dead body; call respawn() or reset()")
         c = self.cfg
         drive_i, turn_i = self.spec.normalize_action(action)
-        drive, turn = DRIVE[drive_i], TURN[turn_i]
+        drive, turn = (0.0, 0.0) if self._held else (DRIVE[drive_i], TURN[turn_i])
         self.heading = (self.heading + turn * math.radians(c.turn_rate_deg) + math.pi) % (2 * math.pi) - math.pi
         speed = c.forward_speed if drive > 0 else (c.back_speed if drive < 0 else 0.0)
         v = np.array([math.cos(self.heading), math.sin(self.heading)]) * speed * (1 if drive >= 0 else -1)

@@ -430,9 +430,12 @@ def test_cli_continue_starts_fresh_then_continues_and_keeps_corrupt_files(tmp_pa
         f.write_bytes(bytes(raw))
     p = run_cli("--sim", "--steps", "3", "--seed", "3", "--run-dir", str(d), "--continue", "--no-progress")
     assert p.returncode == 0, p.stderr
-    assert "none valid" in p.stderr
-    kept = sorted((d / "checkpoints").glob("ckpt-*.bin.corrupt-*"))
-    assert len(kept) == len(slots)
+    assert "no valid checkpoint" in p.stderr and "moved aside" in p.stderr
+    aside = sorted(tmp_path.glob("run.old-*"))
+    assert len(aside) == 1  # the whole old run, its damaged checkpoints and its weights, kept for a post-mortem
+    assert len(sorted((aside[0] / "checkpoints").glob("ckpt-*.bin"))) == len(slots)
+    assert (aside[0] / "weights.pt").exists() and len((aside[0] / "metrics.jsonl").read_text().splitlines()) == 10
+    assert len((d / "metrics.jsonl").read_text().splitlines()) == 3
     p = run_cli("--sim", "--steps", "3", "--continue", "--no-progress")
     assert p.returncode == 2 and "--continue goes with --run-dir" in p.stderr
 

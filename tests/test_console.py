@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from edge_runtime.body import Body
 from edge_runtime.config import Config, ConsoleConfig
 from edge_runtime.console import Console, ConsoleHook, LineEditor, client_commands
 from edge_runtime.runtime import Runner
@@ -139,13 +140,18 @@ def test_writable_console_changes_the_runtime(tmp_path):
         t.cmd("status"), t.cmd("status")
         assert rule.steps > s0
         assert "range [0.2, 0.9]" in t.cmd("lr 0.2 0.9") and (rule.cfg.lr_min, rule.cfg.lr_max) == (0.2, 0.9)
+        assert (live.cfg.rule.lr_min, live.cfg.rule.lr_max) == (0.5, 1.0)  # an override: the run's config is untouched
         bad = t.cmd("lr 0.5 2")
         assert bad.startswith("error: lr:") and "lr_max" in bad and rule.cfg.lr_max == 0.9
         rb = rule.rollbacks
         assert t.cmd("rollback").startswith("rolled back") and rule.rollbacks == rb + 1
         assert t.cmd("save").startswith("saved ") and (tmp_path / "run" / "weights.pt").exists()
         assert t.cmd("save").startswith("error: save: the last save was")  # rate-limited
-        assert t.cmd("motors stop") == "error: motors: body 'Arena' has no motor control"
+        assert t.cmd("motors stop").startswith("motors stopped") and live.body.motors_held
+        assert "motors_held True" in t.cmd("overrides") and t.cmd("motors go") == "motors released"
+        assert not live.body.motors_held and t.cmd("overrides") == "overrides lr_min 0.2, lr_max 0.9"
+        assert t.cmd("overrides clear").startswith("overrides cleared") and t.cmd("overrides") == "overrides none"
+        assert (rule.cfg.lr_min, rule.cfg.lr_max) == (live.cfg.rule.lr_min, live.cfg.rule.lr_max)
         lives = len(live.runner.lifespans)
         live.body.hp = 0.5
         assert t.cmd("revive").startswith("revived: hp 1.00")
@@ -154,24 +160,35 @@ def test_writable_console_changes_the_runtime(tmp_path):
         t.cmd("log INFO")
 
 
-class MotorArena(Arena):
+class PlainBody(Body):
+    """A body that declares no capability (like a gym env): the arena's world behind the bare contract."""
+
     def __init__(self, cfg):
-        super().__init__(cfg)
-        self.motor_calls = []
+        self.inner = Arena(cfg)
+        self.spec = self.inner.spec
 
-    def stop_motors(self):
-        self.motor_calls.append("stop")
+    def reset(self, seed=None):
+        return self.inner.reset(seed)
 
-    def release_motors(self):
-        self.motor_calls.append("go")
+    def act(self, action):
+        return self.inner.act(action)
+
+    def respawn(self):
+        return self.inner.respawn()
 
 
-def test_motors_use_the_optional_body_interface():
+def test_motors_are_a_capability_the_body_declares():
     cfg = small_cfg()
-    with Live(writable=True, body=MotorArena(cfg.arena)) as live:
+    with Live(writable=True) as live:  # the arena declares MotorControl: held, its robot does not move
         assert live.term.cmd("motors stop").startswith("motors stopped")
-        assert live.term.cmd("motors go") == "motors released"
-        assert live.body.motor_calls == ["stop", "go"]
+        live.term.cmd("status")
+        pos = live.body.pos.copy()
+        for _ in range(3):
+            live.term.cmd("status")
+        assert (live.body.pos == pos).all()
+        assert live.term.cmd("motors go") == "motors released" and not live.body.motors_held
+    with Live(writable=True, body=PlainBody(cfg.arena)) as live:
+        assert live.term.cmd("motors stop") == "error: motors: body 'Arena' has no motor control"
 
 
 def test_stream_lines_keep_the_prompt_and_the_typed_text():

@@ -73,7 +73,7 @@ def test_death_stops_motors_and_waits_for_revival(robot):
         body.act({"drive": 2, "turn": 1})
     import threading
 
-    threading.Timer(0.3, body.revive).start()
+    threading.Timer(0.3, body.request_revive).start()  # another thread: a request, taken by the next poll
     s = body.respawn()
     assert not s.dead and s.hp == 1.0 and body.counts["revived"] == 1
     assert wait_for(lambda: not vm.dead)
@@ -117,11 +117,16 @@ def test_config_sections_validated_naming_the_field():
     with pytest.raises(ConfigError, match="robot.revive"):
         RobotConfig(revive="prayer")
     with pytest.raises(ConfigError, match="mcu.heartbeat_s"):
-        McuConfig(heartbeat_s=1.0, silent_s=0.5)
+        McuConfig(port="virtual", heartbeat_s=1.0, silent_s=0.5)
+    with pytest.raises(ConfigError, match="mcu.port: required"):
+        McuConfig()
     with pytest.raises(ConfigError, match="robot.critcal_mv"):
         robot_configs({"robot": {"critcal_mv": 1}, "camera": {"left": "a", "right": "b"}})
     with pytest.raises(ConfigError, match="camera"):
         robot_configs({"robot": {}})
+    # a robot config without [mcu] never falls back to the virtual board: it says what is missing
+    with pytest.raises(ConfigError, match=r"mcu: section needed .*port = .virtual."):
+        robot_configs({"robot": {}, "camera": {"left": "a", "right": "b"}})
 
 
 def run_cli(*args, timeout=240):

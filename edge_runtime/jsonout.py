@@ -1,0 +1,28 @@
+"""Strict JSON for every file and `--json` output: NaN and infinities become null, numpy scalars plain numbers.
+
+Python's json module writes bare `NaN`/`Infinity` by default, which no strict
+JSON parser (JavaScript's JSON.parse, jq, Go, Rust serde) accepts. A median
+of no lives is "no value", so it is written as null.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+
+def strict(obj):
+    """A copy of obj with non-finite floats as None (dicts, lists, tuples walked; numpy scalars unwrapped)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # numpy / torch scalar
+        return strict(obj.item())
+    return obj
+
+
+def dumps(obj, **kw) -> str:
+    """json.dumps that never writes NaN/Infinity (raises ValueError if something non-finite slipped through)."""
+    return json.dumps(strict(obj), allow_nan=False, **kw)
