@@ -658,12 +658,11 @@ def run_dir_holds_a_run(cfg: Config, run_dir: str | Path) -> str | None:
     slots = sorted(sd.glob("ckpt-*.bin*")) if sd.is_dir() else []
     if not files and not slots:
         return None
-    try:
-        info, _ = CheckpointStore(sd).load()
-        return f"a checkpoint at step {info.step}, sequence {info.sequence}"
-    except CheckpointError:
-        what = ", ".join(files + [p.name for p in slots][:2])
-        return f"no valid checkpoint; {what}"
+    store = CheckpointStore(sd)
+    best = store.newest(store.scan(decode_payload=True))  # (quietly: load() would log each slot)
+    if best is not None:
+        return f"a checkpoint at step {best[0].step}, sequence {best[0].sequence}"
+    return f"no valid checkpoint; {', '.join(files + [p.name for p in slots][:2])}"
 
 
 def set_run_aside(cfg: Config, run_dir: str | Path) -> Path:
