@@ -3,7 +3,7 @@
     edge-runtime --sim [--steps N] [--seed S] [--rule NAME] [--config FILE.toml] [--run-dir DIR]
     edge-runtime run --config FILE.toml [--steps N] ...
     edge-runtime eval --policy random|stationary|oracle|RUN_DIR|WEIGHTS --lives N --seed S [--json]
-    edge-runtime bench arena|step|survival [--json] ...
+    edge-runtime bench arena|step|survival|console|godot|bad-day [--json] ...
 
 Bad arguments and bad config files print one line naming the problem and exit 2.
 """
@@ -136,6 +136,15 @@ def build_parser() -> Parser:
     bg.add_argument("--godot-project", default=None, metavar="DIR")
     bg.add_argument("--json", action="store_true")
 
+    bd = bsub.add_parser("bad-day", help="a day in the life of the robot service on the virtual MCU: reboots, "
+                         "garbage, silence, unplugs, console use, SIGTERM/SIGKILL restarts; prints the figures")
+    bd.add_argument("--minutes", type=float, default=0.0,
+                    help="keep cycling faults and restarts this long (0: one cycle each of SIGTERM, SIGKILL, SIGTERM)")
+    bd.add_argument("--short", action="store_true", help="processes after the first run a short cycle (the CI test)")
+    bd.add_argument("--seed", type=int, default=0)
+    bd.add_argument("--out", default=None, help="work directory (board events, runtime logs, run dir, bad-day.json)")
+    bd.add_argument("--json", action="store_true")
+
     sv = sub.add_parser("install-service", help="write (or print) the systemd unit for this installation")
     sv.add_argument("--config", default=None, metavar="FILE.toml", help="the config the service runs with (default /etc/edge-runtime/robot.toml)")
     sv.add_argument("--dry-run", action="store_true", help="print the unit instead of writing it")
@@ -174,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.cmd == "bench":
             if args.what is None:
-                raise UsageError("bench needs one of: arena, step, survival, console, godot")
+                raise UsageError("bench needs one of: arena, step, survival, console, godot, bad-day")
             return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival,
-                    "console": cmd_bench_console, "godot": cmd_bench_godot}[args.what](args)
+                    "console": cmd_bench_console, "godot": cmd_bench_godot, "bad-day": cmd_bench_bad_day}[args.what](args)
         if args.cmd == "install-service":
             return cmd_install_service(args)
         if args.cmd == "console":
@@ -366,6 +375,17 @@ def cmd_bench_godot(args) -> int:
     except GodotError as e:
         raise BodyError(str(e)) from None
     return _print_figures(res, args.json)
+
+
+def cmd_bench_bad_day(args) -> int:
+    if args.minutes < 0:
+        raise UsageError(f"--minutes must be >= 0, got {args.minutes}")
+    from hardware.bad_day import run_day
+
+    res = run_day(args.minutes, seed=args.seed, out=args.out, short=args.short,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    _print_figures(res, args.json)
+    return 0 if not res["violations"] else 1
 
 
 def cmd_bench_console(args) -> int:

@@ -51,6 +51,7 @@ import time
 from .body import MotorControl, Revivable
 from .config import ConfigError, ConsoleConfig
 from .hooks import Hook
+from .jsonout import dumps
 
 log = logging.getLogger("edge_runtime.console")
 
@@ -63,6 +64,7 @@ HELP = [
     ("help", "this list", False),
     ("status", "step, rate, life, HP, learning, rollbacks, checkpoint", False),
     ("senses", "the latest sensation: hp, energy, touch, dead, frame, eyes", False),
+    ("counters", "the body's event counters over the run (bumps, deaths, MCU boots, reports...), one JSON line", False),
     ("learn [on|off]", "show / switch learning (off: act frozen, no updates)", True),
     ("lr [MIN MAX]", "show the learning-rate figures / override the self-made rate's range [MIN, MAX]", True),
     ("overrides [clear]", "show / drop the console's overrides (kept across restarts until cleared)", True),
@@ -370,7 +372,7 @@ class Console:
         return cmd in ALWAYS_WRITE or (cmd in WRITE_ARGS and len(args) >= WRITE_ARGS[cmd])
 
     def _dispatch(self, cmd: str, args: list[str]) -> str:
-        known = {"help", "status", "senses", "learn", "lr", "overrides", "save", "rollback", "motors", "log", "stream",
+        known = {"help", "status", "senses", "counters", "learn", "lr", "overrides", "save", "rollback", "motors", "log", "stream",
                  "revive"}
         if cmd not in known:
             raise CommandError(f"unknown command {cmd!r} (try help)")
@@ -402,7 +404,7 @@ class Console:
         def bad(expect):
             raise CommandError(f"{cmd}: expected {expect}, got {' '.join(args) or 'nothing'}")
 
-        if cmd in ("help", "status", "senses", "save", "rollback", "revive") and args:
+        if cmd in ("help", "status", "senses", "counters", "save", "rollback", "revive") and args:
             bad("no arguments")
         if cmd == "learn" and not (not args or (len(args) == 1 and args[0] in ("on", "off"))):
             bad("on|off")
@@ -576,6 +578,8 @@ class ConsoleHook(Hook):
                 eyes.append(f"{name} {img.shape[1]}x{img.shape[0]} mean {float(img.mean()):.0f}" if img is not None else f"{name} -")
             return (f"hp {sense.hp:.3f} | energy {sense.energy:.3f} | dead {'yes' if sense.dead else 'no'} | "
                     f"frame {sense.frame_id} | t {sense.t:.3f}\ntouch [{touch}]\neyes {' | '.join(eyes)}")
+        if cmd == "counters":
+            return dumps(runner.body_counters(), sort_keys=True)
         ov = runner.overrides
         if cmd == "learn":
             if args:
@@ -648,24 +652,37 @@ class ConsoleHook(Hook):
 
 
 # ---------------------------------------------------------------- the laptop side
+class ConsoleClient:
+    """The laptop end of the console on an open fd (a serial port, a pty master): one command, one reply."""
+
+    def __init__(self, fd: int, prompt: str = "edge> ", timeout: float = 10.0):
+        self.fd, self.prompt, self.timeout = fd, prompt.encode(), timeout
+
+    def sync(self, timeout: float | None = None):
+        """Wake the console up and let whatever was pending (greeting, old prompts, stream lines) pass."""
+        os.write(self.fd, b"\r")
+        _read(self.fd, timeout or self.timeout, lambda buf: buf.endswith(self.prompt))
+        while _read(self.fd, 0.3, lambda buf: False, quiet_ok=True):
+            pass
+
+    def command(self, line: str) -> str:
+        """The reply: the text between the echoed line and the next prompt."""
+        p, echo = self.prompt, line.encode() + b"\r\n"
+        os.write(self.fd, line.encode() + b"\r")
+        buf = _read(self.fd, self.timeout,
+                    lambda b: echo in b and b.endswith(p) and b.rindex(echo) + len(echo) <= len(b) - len(p))
+        body = buf[buf.rindex(echo) + len(echo):-len(p)]
+        return body.decode("ascii", "replace").replace("\r\n", "\n").rstrip("\n")
+
+
 def client_commands(device: str, commands: list[str], prompt: str = "edge> ", timeout: float = 10.0,
                     baud: int = 115200) -> list[str]:
     """Send commands one by one; return each reply (the text between the echoed line and the next prompt)."""
     fd = open_device(device, baud)
-    p = prompt.encode()
     try:
-        os.write(fd, b"\r")  # wake it up, then let whatever was pending (greeting, old prompts) pass
-        _read(fd, timeout, lambda buf: buf.endswith(p))
-        while _read(fd, 0.3, lambda buf: False, quiet_ok=True):
-            pass
-        replies = []
-        for c in commands:
-            echo = c.encode() + b"\r\n"
-            os.write(fd, c.encode() + b"\r")
-            buf = _read(fd, timeout, lambda b: echo in b and b.endswith(p) and b.rindex(echo) + len(echo) <= len(b) - len(p))
-            body = buf[buf.rindex(echo) + len(echo):-len(p)]
-            replies.append(body.decode("ascii", "replace").replace("\r\n", "\n").rstrip("\n"))
-        return replies
+        c = ConsoleClient(fd, prompt, timeout)
+        c.sync()
+        return [c.command(line) for line in commands]
     finally:
         os.close(fd)
 

@@ -1,0 +1,467 @@
+"""A day in the life of the robot service, on the virtual MCU, with everything an ordinary bad day brings.
+
+    edge-runtime bench bad-day [--minutes M] [--seed S] [--out DIR] [--json]
+
+Real parts, each in its own process, as on the robot:
+
+- the board: `edge-runtime virtual-mcu` behind a pty (its stdin takes the fault commands, its --events file is
+  the ground truth of what it did: bumps, boots, the dead state the host told it);
+- the runtime: `edge-runtime run --config robot.toml --run-dir run --continue --console PTY`, exactly what the
+  systemd unit runs, with $NOTIFY_SOCKET and $WATCHDOG_USEC set;
+- the service manager's side: a datagram socket reading READY/WATCHDOG/STATUS/STOPPING with the sender's pid
+  (SO_PASSCRED, as systemd does); the console: the other end of the pty.
+
+The fault schedule (CYCLE) runs once per runtime process; a process ends with SIGTERM or SIGKILL and the next one
+starts with `--continue`. Checked, and reported as `violations` (an empty list is a clean day):
+
+- no phantom bump: the bumps the host felt never exceed the bumps the board made;
+- no phantom death: the host dies exactly once per scheduled kill, every death is an injury and the board made
+  enough bumps in that life to cause it;
+- no watchdog miss: WATCHDOG=1 pings from each process, READY to STOPPING (or to its kill), never further apart
+  than WatchdogSec;
+- every restart resumes the newest valid checkpoint (what `checkpoints verify` names before the restart);
+- counters add up: after each graceful restart the run's counters are the previous ones plus this process's;
+- STOPPING=1 arrives before the process exits; a dead robot's wait keeps the console answering.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+from edge_runtime.checkpoint import verify
+from edge_runtime.console import ConsoleClient
+
+# (seconds after READY=1, who, what). "board" lines go to the virtual MCU's stdin, "console" lines to the console;
+# "kill" bumps the robot to death (BUMPS_TO_KILL board bumps), waits DEAD_WAIT_S dead, then revives it by the
+# board's button or the console; "motors" holds the motors from the console and checks the board sees them still.
+CYCLE = [
+    (2.0, "board", "reboot"),
+    (4.0, "board", "dup 3"),
+    (5.0, "board", "reorder 2"),
+    (6.0, "board", "garbage 300"),
+    (8.0, "board", "brownout"),
+    (11.0, "board", "stall 3"),  # 3 s of silence both ways, then the board's watchdog resets it
+    (17.0, "console", "lr 0.4 0.9"),
+    (18.0, "console", "learn off"),
+    (20.0, "console", "learn on"),
+    (21.0, "board", "unplug 1.5"),
+    (25.0, "board", "drop 5"),
+    (26.0, "kill", "button"),
+    (34.0, "kill", "console"),
+    (42.0, "motors", ""),
+]
+CYCLE_S = 46.0  # the stop comes this long after READY=1
+# the CI test's later processes: a reboot, duplicates and a death are enough to check resume and counters
+SHORT_CYCLE = [(1.0, "board", "reboot"), (2.0, "board", "dup 2"), (3.0, "kill", "console")]
+SHORT_CYCLE_S = 12.0
+BUMPS_TO_KILL = 5  # bump_damage 0.25: the 4th bump kills; the 5th lands on a dead body
+BUMP_GAP_S = 0.45  # the virtual board's bump lasts 300 ms: separate events
+DEAD_WAIT_S = 4.0
+WATCHDOG_S = 10.0
+
+
+def robot_toml(videos: tuple[str, str], port: str) -> str:
+    return f"""# written by `edge-runtime bench bad-day`
+[robot]
+control_hz = 20
+bump_damage = 0.25
+spike_damage_per_s = 0.0   # injuries come from bumps only: every death can be traced to the board's bumps
+regen_per_s = 0.0
+revive = "button"
+critical_mv = 6500
+empty_mv = 6600
+
+[camera]
+backend = "replay"
+left = "{videos[0]}"
+right = "{videos[1]}"
+replay_fps = 0
+
+[mcu]
+port = "{port}"
+
+[console]
+writable = true
+
+[checkpoint]
+every_s = 10.0
+min_interval_s = 5.0
+
+[runtime]
+action_repeat = 2
+"""
+
+
+class NotifyListener:
+    """The service manager's end of $NOTIFY_SOCKET: (monotonic time, sender pid, message) for every datagram."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.path = path
+        self.messages: list[tuple[float, int, str]] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        creds = struct.calcsize("3i")
+        while True:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(creds))
+            except OSError:
+                return
+            pid = 0
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("3i", payload[:creds])[0]
+            with self._cond:
+                self.messages.append((time.monotonic(), pid, data.decode(errors="replace")))
+                self._cond.notify_all()
+
+    def wait(self, pid: int, needle: str, timeout: float) -> float | None:
+        """Time of the first message from pid holding the line `needle` (or starting with it, for STATUS=)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for t, p, m in self.messages:
+                    if p == pid and any(line == needle or line.startswith(needle) for line in m.split("\n")):
+                        return t
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def of(self, pid: int) -> list[tuple[float, str]]:
+        with self._cond:
+            return [(t, m) for t, p, m in self.messages if p == pid]
+
+    def close(self):
+        self.sock.close()
+
+
+class Board:
+    """The virtual MCU process: commands on its stdin, its status JSON lines on its stderr."""
+
+    def __init__(self, work: Path, seed: int):
+        self.events = work / "board.jsonl"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_runtime.cli", "virtual-mcu", "--link", str(work / "ttyMCU"), "--touch", "4",
+             "--battery-s", "100000", "--bump-rate", "0", "--revive-after", "0", "--events", str(self.events),
+             "--seed", str(seed)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.path = self.proc.stdout.readline().strip()
+        if not self.path:
+            raise RuntimeError(f"virtual MCU did not start: {self.proc.stderr.read()}")
+        self.status: dict = {}
+        self.commands = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            if line.startswith("{"):
+                try:
+                    self.status = json.loads(line)
+                except ValueError:
+                    pass
+
+    def send(self, line: str):
+        self.commands += 1
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def ask_status(self, timeout: float = 2.0) -> dict:
+        old = self.status
+        self.send("status")
+        end = time.monotonic() + timeout
+        while self.status is old and time.monotonic() < end:
+            time.sleep(0.02)
+        return self.status
+
+    def event_log(self) -> list[dict]:
+        return [json.loads(x) for x in self.events.read_text().splitlines() if x.strip()]
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+class Day:
+    def __init__(self, work: Path, seed: int = 0, log=print):
+        from hardware.camera import make_replay_videos
+
+        self.work = work
+        self.log = log
+        self.violations: list[str] = []
+        self.faults: dict[str, int] = {}
+        self.kills: list[dict] = []
+        self.resumes: list[dict] = []
+        self.processes: list[dict] = []
+        self.gaps: list[float] = []
+        videos = make_replay_videos(str(work / "video"), frames=24, size=(64, 48))
+        self.board = Board(work, seed)
+        (work / "robot.toml").write_text(robot_toml(videos, self.board.path))
+        self.notify = NotifyListener(str(work / "notify.sock"))
+        self.console_master, slave = os.openpty()
+        tty.setraw(slave)  # a raw line, like a UART
+        self.console_path = os.ttyname(slave)
+        self._console_slave = slave
+        self.console = ConsoleClient(self.console_master, timeout=15.0)
+        self.run_dir = work / "run"
+        self.proc: subprocess.Popen | None = None
+        self.t0 = time.monotonic()
+
+    def bad(self, what: str):
+        self.violations.append(what)
+        self.log(f"VIOLATION: {what}")
+
+    # ------------------------------------------------------------------ the runtime process
+    def start(self):
+        before = verify(self.run_dir) if (self.run_dir / "checkpoints").is_dir() else {"valid": False}
+        n = len(self.processes)
+        err = open(self.work / f"runtime-{n}.log", "w")
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify.path, WATCHDOG_USEC=str(int(WATCHDOG_S * 1e6)),
+                   PYTHONUNBUFFERED="1")
+        env.pop("WATCHDOG_PID", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(self.work / "robot.toml"),
+             "--run-dir", str(self.run_dir), "--continue", "--no-progress", "--console", self.console_path],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        rec = {"pid": self.proc.pid, "log": err.name, "t_start": time.monotonic(), "expect": before}
+        self.processes.append(rec)
+        t_ready = self.notify.wait(self.proc.pid, "READY=1", 120)
+        if t_ready is None:
+            raise RuntimeError(f"runtime {n} not READY in 120 s (see {err.name})")
+        rec["t_ready"] = t_ready
+        self.console.sync(30)
+        text = Path(err.name).read_text()
+        m = re.search(r"resuming from \S+, sequence (\d+), step (\d+)", text)
+        if before.get("valid"):
+            got = (int(m.group(1)), int(m.group(2))) if m else None
+            ok = got == (before["sequence"], before["step"])
+            self.resumes.append({"expected": [before["sequence"], before["step"]], "resumed": list(got) if got else None,
+                                 "ok": ok})
+            if not ok:
+                self.bad(f"process {n} resumed {got}, newest valid checkpoint was "
+                         f"{(before['sequence'], before['step'])}")
+        elif m:
+            self.bad(f"process {n} resumed {m.group(0)} though no valid checkpoint existed")
+        self.log(f"[{self.clock()}] runtime {n} (pid {self.proc.pid}) ready"
+                 + (f", resumed sequence {before['sequence']} step {before['step']}" if before.get("valid") else ", fresh"))
+
+    def stop(self, how: str) -> dict | None:
+        rec = self.processes[-1]
+        pid = self.proc.pid
+        if how == "SIGKILL":
+            rec["counters_before_kill"] = json.loads(self.console.command("counters"))
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+            summary = None
+        else:
+            t_sig = time.monotonic()
+            self.proc.send_signal(signal.SIGTERM)
+            out, _ = self.proc.communicate(timeout=60)
+            t_exit = time.monotonic()
+            t_stopping = self.notify.wait(pid, "STOPPING=1", 0.5)
+            if self.proc.returncode != 0:
+                self.bad(f"process {len(self.processes) - 1} exited {self.proc.returncode} on SIGTERM")
+            if t_stopping is None or not t_sig <= t_stopping <= t_exit:
+                self.bad(f"process {len(self.processes) - 1}: STOPPING=1 not sent between SIGTERM and exit")
+            summary = json.loads(out.strip().splitlines()[-1])
+            rec["summary"] = summary
+        rec["t_end"] = time.monotonic()
+        rec["how"] = how
+        self._check_watchdog(rec)
+        self.log(f"[{self.clock()}] runtime {len(self.processes) - 1} stopped by {how}")
+        return summary
+
+    def _check_watchdog(self, rec: dict):
+        msgs = self.notify.of(rec["pid"])
+        end = next((t for t, m in msgs if "STOPPING=1" in m.split("\n")), rec["t_end"])
+        ts = [rec["t_ready"]] + [t for t, m in msgs if "WATCHDOG=1" in m.split("\n") and t <= end] + [end]
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        self.gaps += gaps
+        rec["pings"] = len(ts) - 2
+        if gaps and max(gaps) >= WATCHDOG_S:
+            self.bad(f"process pid {rec['pid']}: watchdog gap {max(gaps):.1f} s >= WatchdogSec {WATCHDOG_S:g}")
+
+    # ------------------------------------------------------------------ the schedule
+    def clock(self) -> str:
+        return f"{time.monotonic() - self.t0:7.1f} s"
+
+    def cycle(self, short: bool = False):
+        t_ready = self.processes[-1]["t_ready"]
+        for at, who, what in (SHORT_CYCLE if short else CYCLE):
+            wait = t_ready + at - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            key = f"{who} {what.split()[0]}" if what else who
+            self.faults[key] = self.faults.get(key, 0) + 1
+            if who == "board":
+                self.board.send(what)
+            elif who == "console":
+                self.console.command(what)
+            elif who == "kill":
+                self.kill(what)
+            elif who == "motors":
+                self.motors()
+        wait = t_ready + (SHORT_CYCLE_S if short else CYCLE_S) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+    def _dead(self) -> bool:
+        return "dead: waiting for" in self.console.command("status")
+
+    def kill(self, revive_by: str):
+        t = time.monotonic()
+        for _ in range(BUMPS_TO_KILL):
+            self.board.send("bump")
+            time.sleep(BUMP_GAP_S)
+        end = time.monotonic() + 10
+        while not self._dead() and time.monotonic() < end:
+            time.sleep(0.2)
+        rec = {"t": t, "revive": revive_by, "died": self._dead()}
+        self.kills.append(rec)
+        if not rec["died"]:
+            self.bad(f"kill at {self.clock()}: {BUMPS_TO_KILL} board bumps did not kill the robot")
+            return
+        time.sleep(DEAD_WAIT_S)  # dead and waiting: the watchdog must stay fed, the console must answer
+        if not self._dead():
+            self.bad(f"kill at {self.clock()}: the robot came back without a revive")
+        if revive_by == "button":
+            self.board.send("button")
+        else:
+            reply = self.console.command("revive")
+            if not reply.startswith("revived"):
+                self.bad(f"console revive: {reply!r}")
+        end = time.monotonic() + 10
+        while self._dead() and time.monotonic() < end:
+            time.sleep(0.2)
+        if self._dead():
+            self.bad(f"kill at {self.clock()}: not revived by the {revive_by}")
+
+    def motors(self):
+        if not self.console.command("motors stop").startswith("motors stopped"):
+            self.bad("console motors stop refused")
+        time.sleep(0.5)
+        moving = [s["motors"] for s in (self.board.ask_status() for _ in range(5)) if s.get("motors") != [0, 0]]
+        if moving:
+            self.bad(f"motors held, yet the board drove {moving[0]}")
+        self.console.command("motors go")
+
+    # ------------------------------------------------------------------ the verdict
+    def verdict(self) -> dict:
+        events = self.board.event_log()
+        board_bumps = [e for e in events if e["event"] == "bump"]
+        boots = sum(1 for e in events if e["event"] == "boot")
+        lives = [json.loads(x) for x in (self.run_dir / "lives.jsonl").read_text().splitlines()] \
+            if (self.run_dir / "lives.jsonl").exists() else []
+        # felt bumps: each process's own count (its summary, or its console counters just before the SIGKILL)
+        felt, link_bumps = 0, 0
+        for p in self.processes:
+            c = (p.get("summary") or {}).get("body_this_process") or p.get("counters_before_kill") or {}
+            if "summary" not in p and "counters_before_kill" in p:  # the run-level counters minus the earlier part
+                prev = next((q for q in reversed(self.processes[:self.processes.index(p)]) if "summary" in q), None)
+                base = prev["summary"]["body"] if prev else {}
+                c = {k: v - base.get(k, 0) for k, v in c.items() if isinstance(v, int)}
+            felt += c.get("bumps", 0)
+            link_bumps += c.get("mcu_bumps", 0)
+        if felt > len(board_bumps) or link_bumps > len(board_bumps):
+            self.bad(f"phantom bumps: host felt {felt} (link counted {link_bumps}), the board made {len(board_bumps)}")
+        scheduled = sum(1 for k in self.kills if k["died"])
+        deaths = len(lives)
+        if deaths != len(self.kills):
+            self.bad(f"host deaths {deaths} != scheduled kills {len(self.kills)}")
+        prev_t = 0.0
+        for life in lives:
+            if life.get("cause") != "injury":
+                self.bad(f"death at t={life.get('t')}: cause {life.get('cause')!r}, only bumps were scheduled")
+            n = sum(1 for e in board_bumps if prev_t < e["t"] <= (life.get("t") or 0))
+            if n < 4:
+                self.bad(f"death at t={life.get('t')}: the board made only {n} bumps in that life")
+            prev_t = life.get("t") or prev_t
+        # counters add up across graceful restarts
+        prev = None
+        for p in self.processes:
+            s = p.get("summary")
+            if s is not None and prev is not None and "summary" in prev:
+                for k in ("bumps", "deaths", "revived", "mcu_boots", "mcu_reconnects"):
+                    want = prev["summary"]["body"].get(k, 0) + s["body_this_process"].get(k, 0)
+                    if s["body"].get(k) != want:
+                        self.bad(f"counter {k}: run total {s['body'].get(k)} != previous {prev['summary']['body'].get(k)}"
+                                 f" + this process {s['body_this_process'].get(k)}")
+            prev = p
+        last = next((p["summary"] for p in reversed(self.processes) if p.get("summary")), {})
+        lost_lives = deaths - last.get("lives_completed", deaths)
+        host = last.get("body", {})
+        return {
+            "duration_s": round(time.monotonic() - self.t0, 1),
+            "processes": len(self.processes),
+            "restarts": {"sigterm": sum(1 for p in self.processes[:-1] if p.get("how") == "SIGTERM"),
+                         "sigkill": sum(1 for p in self.processes if p.get("how") == "SIGKILL")},
+            "faults_injected": sum(self.faults.values()), "faults": self.faults,
+            "board": {"bumps": len(board_bumps), "boots": boots},
+            "host": {"bumps_felt": felt, "bumps_counted_by_link": link_bumps, "deaths": deaths,
+                     "scheduled_kills": scheduled,
+                     **{k: host.get(k) for k in ("mcu_boots", "mcu_reconnects", "mcu_duplicate_reports",
+                                                 "mcu_late_reports", "mcu_rx_lost", "mcu_rx_bad_frames",
+                                                 "mcu_counter_restarts", "link_down_steps")}},
+            "steps": last.get("steps"), "lives_completed": last.get("lives_completed"),
+            "watchdog": {"interval_s": WATCHDOG_S, "max_gap_s": round(max(self.gaps), 2) if self.gaps else None,
+                         "pings": sum(p.get("pings", 0) for p in self.processes)},
+            "resumes": self.resumes,
+            "lost": {"lives_not_in_the_final_count": lost_lives},
+            "violations": self.violations,
+        }
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.board.close()
+        self.notify.close()
+        for fd in (self.console_master, self._console_slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def run_day(minutes: float = 0.0, seed: int = 0, out: str | None = None, short: bool = False, log=print) -> dict:
+    """Run processes through the fault cycle: the first ends by SIGTERM, then alternately SIGKILL and SIGTERM, until
+    `minutes` have passed (at least three processes: SIGTERM, SIGKILL, and a last one that checks the resume and
+    stops by SIGTERM). short: processes after the first run SHORT_CYCLE (the CI test)."""
+    work = Path(out) if out else Path(tempfile.mkdtemp(prefix="edge-bad-day-"))
+    work.mkdir(parents=True, exist_ok=True)
+    day = Day(work, seed, log)
+    try:
+        n = 0
+        while True:
+            day.start()
+            day.cycle(short=short and n > 0)
+            done = n >= 2 and time.monotonic() - day.t0 >= minutes * 60
+            day.stop("SIGTERM" if done or n % 2 == 0 else "SIGKILL")
+            n += 1
+            if done:
+                break
+        res = day.verdict()
+    finally:
+        day.close()
+    res["work_dir"] = str(work)
+    (work / "bad-day.json").write_text(json.dumps(res, indent=1))
+    return res
