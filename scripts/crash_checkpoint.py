@@ -31,7 +31,6 @@ additionally relies on fsync being honest on the device.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -39,6 +38,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from edge_runtime.jsonout import dumps
 
 
 def _child(directory: str, payload_kb: int, wfd: int, write_mbps: float, unsafe_inplace: bool):
@@ -213,17 +214,17 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if a.save_bench:
         res = save_bench(a.save_bench, a.dir)
-        print(json.dumps(res) if a.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+        print(dumps(res) if a.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
         return 0
     res = run(a.trials, a.dir, a.seed, a.payload_kb, a.max_delay, a.write_mbps, a.unsafe_inplace)
     if a.json:
-        print(json.dumps(res))
+        print(dumps(res))
     else:
         print(f"{res['passed']}/{res['trials']} crash trials passed ({res['failed']} failed); "
               f"{res['trials_killed_mid_write']} killed mid-write (temp file left), {res['trials_with_a_torn_slot_file']} torn slot files, {res['trials_killed_before_a_save_completed']} before "
               f"the child completed a save; {res['saves_acknowledged']} saves acknowledged; {res['wall_s']} s")
         for f in res["failures"]:
-            print("FAILED:", json.dumps(f))
+            print("FAILED:", dumps(f))
     return 0 if res["failed"] == 0 else 1
 
 

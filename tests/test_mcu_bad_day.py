@@ -299,3 +299,35 @@ def test_report_layout_is_what_the_doc_says():
     p = P.SensorReport(0x01020304, 7400, -5, 6, 0x0041, 250, 9, (1, 2)).pack()
     assert len(p) == 17
     assert struct.unpack("<IHhhHBBB", p[:15]) == (0x01020304, 7400, -5, 6, 0x41, 250, 9, 2)
+
+
+def test_fuzzed_line_without_a_single_bump_never_hurts_the_robot(board, videos):
+    """With no bump on the board, any injury or energy jump the host felt would be a protocol artefact."""
+    body = RobotBody(RobotConfig(control_hz=50, bump_damage=0.5, regen_per_s=0.0, revive="manual"),
+                     CameraConfig(backend="replay", left=videos[0], right=videos[1]), McuConfig(port=board.path))
+    rng = random.Random(11)
+    try:
+        s = body.reset()
+        hps, energies = [], [s.energy]
+        t_end = time.monotonic() + 8.0
+        while time.monotonic() < t_end:
+            r = rng.random()
+            if r < 0.15:
+                board.garbage(rng.randint(1, 60))
+            elif r < 0.25:
+                board.duplicate_next_report()
+            elif r < 0.35:
+                board.reorder_next_reports()
+            elif r < 0.45:
+                board.drop_next_reports(rng.randint(1, 4))
+            elif r < 0.5:
+                board.reboot()
+            s = body.act({"drive": rng.randrange(3), "turn": rng.randrange(3)})
+            hps.append(s.hp)
+            energies.append(s.energy)
+        assert set(hps) == {1.0} and body.counts["deaths"] == 0 and body.counts["bumps"] == 0
+        assert max(abs(b - a) for a, b in zip(energies, energies[1:])) < 0.01  # the battery never jumped
+        c = body.counters
+        assert c["mcu_boots"] >= 3 and c["mcu_duplicate_reports"] >= 3 and c["mcu_late_reports"] >= 1
+    finally:
+        body.close()

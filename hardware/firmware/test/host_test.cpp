@@ -180,9 +180,22 @@ static void test_failsafe() {
   uint8_t dead0 = 0;
   send_to(c, STATE, 10, &dead0, 1);
   uint8_t hello[6] = {99, 0, 0, 0, 0, 0};
+  drain(h);
   send_to(c, HELLO, 11, hello, 6);
+  fr = drain(h);
+  // docs/serial-protocol.md: FAULT version with the board's version as detail (its own hello may come first)
+  bool vfault = false;
+  for (const Frame& f : fr)
+    if (f.type == FAULT && f.payload[0] == FAULT_VERSION && f.payload[1] == PROTOCOL_VERSION && f.payload[2] == 0)
+      vfault = true;
+  CHECK(vfault, "FAULT version (detail: the board's version) answers a hello of another version");
   send_to(c, MOTOR, 12, cmd, 4);
   CHECK(h.l == 0, "no driving after a hello with another protocol version");
+  // a matching hello unlocks it again
+  uint8_t hello1[6] = {PROTOCOL_VERSION, 0, 0, 0, 0, 0};
+  send_to(c, HELLO, 13, hello1, 6);
+  send_to(c, MOTOR, 14, cmd, 4);
+  CHECK(h.l != 0, "a matching hello lets it drive again");
 }
 
 int main(int argc, char** argv) {
