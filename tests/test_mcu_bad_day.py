@@ -75,24 +75,30 @@ def test_duplicated_reordered_and_lost_reports(board, link):
     assert link.dec.stats.late >= 2
 
 
+def line_fault(board: DocMcu, rng: random.Random):
+    """One fault of the line or the board, at random: garbage, a duplicate, a swapped pair, lost reports, a reboot."""
+    r = rng.random()
+    if r < 0.3:
+        board.garbage(rng.randint(1, 60))
+    elif r < 0.5:
+        board.duplicate_next_report()
+    elif r < 0.7:
+        board.reorder_next_reports()
+    elif r < 0.9:
+        board.drop_next_reports(rng.randint(1, 4))
+    else:
+        board.reboot()
+
+
 def test_garbage_and_reboots_fuzzed_never_count_more_than_the_board(board, link):
     assert settle(link, board)
     rng = random.Random(7)
     t_end = time.monotonic() + 6.0
     while time.monotonic() < t_end:
-        r = rng.random()
-        if r < 0.35:
+        if rng.random() < 0.35:
             board.bump(rng.randint(1, 3))
-        elif r < 0.5:
-            board.garbage(rng.randint(1, 40))
-        elif r < 0.6:
-            board.duplicate_next_report()
-        elif r < 0.7:
-            board.reorder_next_reports()
-        elif r < 0.8:
-            board.drop_next_reports(rng.randint(1, 3))
-        elif r < 0.87:
-            board.reboot()
+        else:
+            line_fault(board, rng)
         time.sleep(rng.uniform(0.02, 0.15))
     assert settle(link, board)
     assert 0 < link.bumps_total <= board.total_bumps
@@ -311,17 +317,8 @@ def test_fuzzed_line_without_a_single_bump_never_hurts_the_robot(board, videos):
         hps, energies = [], [s.energy]
         t_end = time.monotonic() + 8.0
         while time.monotonic() < t_end:
-            r = rng.random()
-            if r < 0.15:
-                board.garbage(rng.randint(1, 60))
-            elif r < 0.25:
-                board.duplicate_next_report()
-            elif r < 0.35:
-                board.reorder_next_reports()
-            elif r < 0.45:
-                board.drop_next_reports(rng.randint(1, 4))
-            elif r < 0.5:
-                board.reboot()
+            if rng.random() < 0.5:
+                line_fault(board, rng)
             s = body.act({"drive": rng.randrange(3), "turn": rng.randrange(3)})
             hps.append(s.hp)
             energies.append(s.energy)
