@@ -671,7 +671,8 @@ def set_run_aside(cfg: Config, run_dir: str | Path) -> Path:
     d = Path(run_dir)
     sd = store_dir(cfg, run_dir)
     moved = []
-    for src in ([d] if d.exists() else []) + ([sd] if sd.is_dir() and d.resolve() not in sd.resolve().parents else []):
+    outside = sd.is_dir() and sd.resolve() != d.resolve() and d.resolve() not in sd.resolve().parents
+    for src in ([d] if d.exists() else []) + ([sd] if outside else []):
         dest = src.with_name(f"{src.name}.old-{stamp}")
         n = 1
         while dest.exists():

@@ -478,6 +478,7 @@ class ConsoleHook(Hook):
 
     def on_step(self, runner, sense, metrics):
         self.waiting_for = None
+        self._rate_n += 1  # (decisions per second: waits are not steps)
         self._serve(runner, sense, metrics)
 
     def on_wait(self, runner, waiting_for):
@@ -495,7 +496,6 @@ class ConsoleHook(Hook):
         c = self.console
         now = time.monotonic()
         c.last_step_t, c.last_step = now, runner.rule.steps
-        self._rate_n += 1
         if now - self._rate_t >= 2.0:
             self._rate = self._rate_n / (now - self._rate_t)
             self._rate_t, self._rate_n = now, 0

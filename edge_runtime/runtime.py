@@ -273,7 +273,7 @@ class Runner:
             s = self.sense
             rec = {"life": len(self.lifespans), "length": self.life_steps, "step": self.rule.steps,
                    "body_step": self.body_steps, "t": s.t if s is not None else None,
-                   "cause": s.extra.get("cause") if s is not None else None, **self.body.counters}
+                   "cause": s.extra.get("cause") if s is not None else None, **self.body_counters()}
             self._lives_f.write(dumps(rec) + "\n")
         self.life_steps = 0
         return span

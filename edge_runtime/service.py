@@ -178,7 +178,7 @@ class ServiceHook(Hook):
             msg.append("WATCHDOG=1")
             self.pings += 1
             self._next_ping = now + self.ping_every
-        if waiting_for is not None and waiting_for != self._waiting:  # say it at once, then with the others
+        if waiting_for is not None and self._waiting is None:  # a wait begins: say it at once, then with the others
             self._next_status = now
         self._waiting = waiting_for
         if now >= self._next_status and not self._stopping:

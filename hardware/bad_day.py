@@ -20,7 +20,9 @@ starts with `--continue`. Checked, and reported as `violations` (an empty list i
 - no watchdog miss: WATCHDOG=1 pings from each process, READY to STOPPING (or to its kill), never further apart
   than WatchdogSec;
 - every restart resumes the newest valid checkpoint (what `checkpoints verify` names before the restart);
-- counters add up: after each graceful restart the run's counters are the previous ones plus this process's;
+- counters add up: a process starts from the run's counters where the last one stopped (after SIGTERM: exactly;
+  after SIGKILL: at most the killed process's, the difference reported as lost) and stops with its start plus
+  what it counted itself;
 - STOPPING=1 arrives before the process exits; a dead robot's wait keeps the console answering.
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from edge_runtime.checkpoint import verify
 from edge_runtime.console import ConsoleClient
+from edge_runtime.jsonout import dumps
 
 # (seconds after READY=1, who, what). "board" lines go to the virtual MCU's stdin, "console" lines to the console;
 # "kill" bumps the robot to death (BUMPS_TO_KILL board bumps), waits DEAD_WAIT_S dead, then revives it by the
@@ -69,6 +72,7 @@ BUMPS_TO_KILL = 5  # bump_damage 0.25: the 4th bump kills; the 5th lands on a de
 BUMP_GAP_S = 0.45  # the virtual board's bump lasts 300 ms: separate events
 DEAD_WAIT_S = 4.0
 WATCHDOG_S = 10.0
+ADDITIVE = ("bumps", "deaths", "injury_deaths", "revived", "mcu_bumps", "mcu_boots", "mcu_reconnects")
 
 
 def robot_toml(videos: tuple[str, str], port: str) -> str:
@@ -213,6 +217,7 @@ class Day:
         self.resumes: list[dict] = []
         self.processes: list[dict] = []
         self.gaps: list[float] = []
+        self.lost: dict[str, int] = {}  # counts the run lost at SIGKILLs (counted after the last checkpoint)
         videos = make_replay_videos(str(work / "video"), frames=24, size=(64, 48))
         self.board = Board(work, seed)
         (work / "robot.toml").write_text(robot_toml(videos, self.board.path))
@@ -249,6 +254,18 @@ class Day:
             raise RuntimeError(f"runtime {n} not READY in 120 s (see {err.name})")
         rec["t_ready"] = t_ready
         self.console.sync(30)
+        rec["counters_at_start"] = start = json.loads(self.console.command("counters"))
+        if n > 0:
+            prev = self.processes[-2]
+            for k in ADDITIVE:
+                if prev["how"] == "SIGTERM" and start.get(k, 0) != prev["summary"]["body"].get(k, 0):
+                    self.bad(f"process {n} starts with {k} {start.get(k, 0)}, the last one stopped at "
+                             f"{prev['summary']['body'].get(k, 0)}")
+                if prev["how"] == "SIGKILL":
+                    was = prev["counters_before_kill"].get(k, 0)
+                    if start.get(k, 0) > was:
+                        self.bad(f"process {n} starts with {k} {start.get(k, 0)}, more than the killed one had ({was})")
+                    self.lost[k] = self.lost.get(k, 0) + was - start.get(k, 0)
         text = Path(err.name).read_text()
         m = re.search(r"resuming from \S+, sequence (\d+), step (\d+)", text)
         if before.get("valid"):
@@ -284,6 +301,12 @@ class Day:
                 self.bad(f"process {len(self.processes) - 1}: STOPPING=1 not sent between SIGTERM and exit")
             summary = json.loads(out.strip().splitlines()[-1])
             rec["summary"] = summary
+            for k in ADDITIVE:
+                want = rec["counters_at_start"].get(k, 0) + summary["body_this_process"].get(k, 0)
+                if summary["body"].get(k, 0) != want:
+                    self.bad(f"process {len(self.processes) - 1}: run counter {k} {summary['body'].get(k, 0)} != "
+                             f"{rec['counters_at_start'].get(k, 0)} at start + {summary['body_this_process'].get(k, 0)} "
+                             f"counted")
         rec["t_end"] = time.monotonic()
         rec["how"] = how
         self._check_watchdog(rec)
@@ -371,18 +394,20 @@ class Day:
         boots = sum(1 for e in events if e["event"] == "boot")
         lives = [json.loads(x) for x in (self.run_dir / "lives.jsonl").read_text().splitlines()] \
             if (self.run_dir / "lives.jsonl").exists() else []
-        # felt bumps: each process's own count (its summary, or its console counters just before the SIGKILL)
-        felt, link_bumps = 0, 0
+        # each process's own counts: its summary, or (SIGKILL) its console counters just before the kill minus its start
+        felt = link_bumps = 0
         for p in self.processes:
-            c = (p.get("summary") or {}).get("body_this_process") or p.get("counters_before_kill") or {}
-            if "summary" not in p and "counters_before_kill" in p:  # the run-level counters minus the earlier part
-                prev = next((q for q in reversed(self.processes[:self.processes.index(p)]) if "summary" in q), None)
-                base = prev["summary"]["body"] if prev else {}
-                c = {k: v - base.get(k, 0) for k, v in c.items() if isinstance(v, int)}
-            felt += c.get("bumps", 0)
-            link_bumps += c.get("mcu_bumps", 0)
-        if felt > len(board_bumps) or link_bumps > len(board_bumps):
-            self.bad(f"phantom bumps: host felt {felt} (link counted {link_bumps}), the board made {len(board_bumps)}")
+            end = p["summary"]["body"] if "summary" in p else p.get("counters_before_kill", {})
+            felt += end.get("bumps", 0) - p["counters_at_start"].get("bumps", 0)
+            link_bumps += end.get("mcu_bumps", 0) - p["counters_at_start"].get("mcu_bumps", 0)
+        # with --bump-rate 0 every board bump is a scheduled one, made while a runtime was up: the link must count
+        # each exactly once, and the body feel all but the one that lands on a dead body in each kill
+        if link_bumps != len(board_bumps):
+            self.bad(f"the link counted {link_bumps} bumps, the board made {len(board_bumps)}")
+        killed = sum(1 for k in self.kills if k["died"])
+        if felt != (BUMPS_TO_KILL - 1) * killed:
+            self.bad(f"the body felt {felt} bumps; {killed} kills of {BUMPS_TO_KILL} bumps should give "
+                     f"{(BUMPS_TO_KILL - 1) * killed} (the last of each lands on a dead body)")
         scheduled = sum(1 for k in self.kills if k["died"])
         deaths = len(lives)
         if deaths != len(self.kills):
@@ -395,17 +420,6 @@ class Day:
             if n < 4:
                 self.bad(f"death at t={life.get('t')}: the board made only {n} bumps in that life")
             prev_t = life.get("t") or prev_t
-        # counters add up across graceful restarts
-        prev = None
-        for p in self.processes:
-            s = p.get("summary")
-            if s is not None and prev is not None and "summary" in prev:
-                for k in ("bumps", "deaths", "revived", "mcu_boots", "mcu_reconnects"):
-                    want = prev["summary"]["body"].get(k, 0) + s["body_this_process"].get(k, 0)
-                    if s["body"].get(k) != want:
-                        self.bad(f"counter {k}: run total {s['body'].get(k)} != previous {prev['summary']['body'].get(k)}"
-                                 f" + this process {s['body_this_process'].get(k)}")
-            prev = p
         last = next((p["summary"] for p in reversed(self.processes) if p.get("summary")), {})
         lost_lives = deaths - last.get("lives_completed", deaths)
         host = last.get("body", {})
@@ -425,7 +439,7 @@ class Day:
             "watchdog": {"interval_s": WATCHDOG_S, "max_gap_s": round(max(self.gaps), 2) if self.gaps else None,
                          "pings": sum(p.get("pings", 0) for p in self.processes)},
             "resumes": self.resumes,
-            "lost": {"lives_not_in_the_final_count": lost_lives},
+            "lost": {"lives_not_in_the_final_count": lost_lives, "counts_at_sigkill": self.lost},
             "violations": self.violations,
         }
 
@@ -463,5 +477,5 @@ def run_day(minutes: float = 0.0, seed: int = 0, out: str | None = None, short: 
     finally:
         day.close()
     res["work_dir"] = str(work)
-    (work / "bad-day.json").write_text(json.dumps(res, indent=1))
+    (work / "bad-day.json").write_text(dumps(res, indent=1))
     return res

@@ -10,16 +10,23 @@ motor command) before letting go of the port.
 What a report means is decided here, once, so that no protocol artefact can
 reach the body as a feeling:
 
-- A duplicate report (a seq already received) and a late one (older than the
-  newest) are dropped and counted; only the newest report is ever used.
-- The board's bump counter is turned into a host-side running total. It is
-  re-based on every board boot (FAULT `reset`, or the board's clock `mcu_ms`
-  stepping back by more than REBOOT_BACKSTEP_MS: a reboot whose hello and reset
-  fault were lost) to 0, where a booting board starts counting; on a HELLO
-  without a reset, and on a counter step of 128 or more (no board bumps 128
-  times in one report period: a restart nobody saw), the next report sets the
-  base and nothing is counted. So the host never counts more bumps than the
-  board made.
+- Only the newest report is ever used. A duplicate (a seq already received
+  with the same board clock) and a late report (its clock behind the newest)
+  are dropped and counted.
+- A board restart is told by its clock: `mcu_ms` counts from the board's boot,
+  so a report whose clock is more than REBOOT_BACKSTEP_MS behind the newest one
+  *and* no older than the time since that newest report (a board cannot have
+  been up longer than it has been silent) is the first report of a new boot,
+  even when its HELLO and FAULT `reset` were lost; an old report replayed late
+  fails the second test and is dropped. A FAULT `reset` is taken the same way:
+  the next report decides (its clock must be young enough for a fresh boot).
+- The board's bump counter is turned into a host-side running total: each
+  accepted report adds `(bumps - base) mod 256`. On a boot the base is 0 (a
+  booting board counts from 0). Across a reconnect without a boot the base is
+  kept (the board went on counting). A step of 128 or more is a counter that
+  went back: nothing is counted, and the new value becomes the base only when
+  the next report confirms it (a single bogus report cannot make later bumps
+  count twice). So the host never counts more bumps than the board made.
 - A protocol version mismatch, announced either way (the board's HELLO carries
   another version, or it answers FAULT `version`), is one error naming the port
   and both versions (`version_error`); start() raises it at once.
@@ -45,7 +52,8 @@ class McuVersionError(McuLinkError):
     """The board speaks another protocol version: it refuses to drive; new firmware (or a new host) is needed."""
 
 
-REBOOT_BACKSTEP_MS = 1000  # a board clock stepping back further than this means the board restarted
+REBOOT_BACKSTEP_MS = 1000  # a board clock stepping back further than this means the board restarted...
+BOOT_SLACK_MS = 250  # ...if its clock is no older than the host's time since it last heard the board, plus this
 
 
 @dataclass
@@ -108,8 +116,12 @@ class McuLink:
         self.ack_ms: deque = deque(maxlen=1000)
         self.version_error: str | None = None  # set when the board speaks another protocol version
         self.bumps_total = 0
-        self._bump_base: int | None = None  # the board's bump counter at the last counted report (None: re-base)
+        self._bump_base: int | None = None  # the board's bump counter at the last counted report (None: not known)
+        self._base_candidate: int | None = None  # a backward counter value waiting for confirmation
         self._last_ms: int | None = None  # the board clock of the newest report
+        self._last_t = 0.0  # host time of the newest report
+        self._reset_t: float | None = None  # host time of a FAULT reset whose boot the next report confirms
+        self._report_ms: dict[int, int] = {}  # seq -> board clock of recently accepted reports (duplicate check)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self, wait_s: float = 0.0) -> "McuLink":
@@ -215,7 +227,7 @@ class McuLink:
              "duplicate_reports": s.duplicate_reports, "late_reports": s.late_reports,
              "counter_restarts": s.counter_restarts, "bumps": self.bumps_total,
              **{f"rx_{k}": v for k, v in self.dec.stats.as_dict().items()},
-             **{f"fault_{k}": v for k, v in s.faults.items()}}
+             **{f"fault_{k}": v for k, v in dict(s.faults).items()}}  # (copied: the reader thread adds names)
         if s.rtt_ms:
             r = sorted(s.rtt_ms)
             d["rtt_ms_median"] = round(r[len(r) // 2], 3)
@@ -271,8 +283,7 @@ class McuLink:
             first = False
             self.dec.buf.clear()
             self.dec.reset_sequence()
-            self.hello = None
-            self._bump_base = None  # bumps while the port was closed are not knowable: re-base
+            self.hello = None  # (the bump base is kept: a board that did not restart went on counting)
             self.last_rx = time.monotonic()
             self._write(P.Hello(P.PROTOCOL_VERSION, 0, 0, 0, "edge-runtime"))
             reason = self._pump(ser)
@@ -297,7 +308,7 @@ class McuLink:
                 return f"read failed ({e})"
             now = time.monotonic()
             if data:
-                for rec in self.dec.feed(data):
+                for rec in self.dec.frames(data):
                     self._on_message(rec, now)
             if now - self.last_rx > self.silent_s:
                 self.stats.silent_events += 1
@@ -320,10 +331,8 @@ class McuLink:
     def _on_message(self, rec: P.Received, now: float):
         self.last_rx = now
         msg = rec.msg
-        if rec.order == "dup":
-            if isinstance(msg, P.SensorReport):
-                self.stats.duplicate_reports += 1
-            return  # a frame we already acted on
+        if rec.order == "dup" and not isinstance(msg, P.SensorReport):
+            return  # a frame we already acted on (a report is checked against its clock: a reboot reuses seqs)
         if isinstance(msg, P.SensorReport):
             self._on_report(rec, msg, now)
         elif isinstance(msg, P.Heartbeat):
@@ -332,8 +341,6 @@ class McuLink:
                 self.stats.rtt_ms.append((time.perf_counter() - t) * 1000)
         elif isinstance(msg, P.Hello):
             self.stats.hellos += 1
-            if self._last_ms is not None:  # (right after a boot, before any report, the base is the boot's 0)
-                self._bump_base = None  # unknown until the next report: a hello may follow a boot or answer ours
             if msg.version != P.PROTOCOL_VERSION:
                 self._version_mismatch(msg.version, "its hello")
                 return
@@ -343,8 +350,8 @@ class McuLink:
         elif isinstance(msg, P.Fault):
             self.stats.faults[msg.name] = self.stats.faults.get(msg.name, 0) + 1
             if msg.code == P.FAULT_RESET:
-                self._board_booted("FAULT reset")
-                if self.stats.boots > 1 or self.stats.connects > 1:
+                self._reset_t = now  # the next report confirms the boot (or shows this reset was stale)
+                if self.hello is not None:
                     # a board that rebooted behind an open port (brownout) has not heard our hello: say it again,
                     # so that its version check runs
                     self._write(P.Hello(P.PROTOCOL_VERSION, 0, 0, 0, "edge-runtime"))
@@ -355,9 +362,7 @@ class McuLink:
 
     def _board_booted(self, why: str):
         self.stats.boots += 1
-        self._bump_base = 0  # a booted board counts from 0: bumps before its first report still count
-        self._last_ms = None
-        if self.stats.boots > 1 or self.stats.connects > 1:
+        if self.hello is not None or self.stats.connects > 1:
             log.warning("MCU on %s restarted (%s): counters re-based", self.port, why)
 
     def _version_mismatch(self, board_version: int, how: str):
@@ -371,30 +376,71 @@ class McuLink:
         with self._cond:
             self._cond.notify_all()
 
+    def _count_bumps(self, bumps: int):
+        if self._bump_base is None:  # the first report: the base, nothing to count yet
+            self._bump_base = bumps
+            return
+        step = (bumps - self._bump_base) & 0xFF
+        if step < 128:
+            self.bumps_total += step
+            self._bump_base, self._base_candidate = bumps, None
+            return
+        # the counter went back with no other sign of a restart: count nothing; believe it when the next report agrees
+        if self._base_candidate is not None and (bumps - self._base_candidate) & 0xFF < 128:
+            self.stats.counter_restarts += 1
+            log.warning("MCU on %s: bump counter went back from %d to %d: re-based", self.port, self._bump_base,
+                        self._base_candidate)
+            self.bumps_total += (bumps - self._base_candidate) & 0xFF
+            self._bump_base, self._base_candidate = bumps, None
+        else:
+            self._base_candidate = bumps
+
+    @staticmethod
+    def _young(mcu_ms: int, since_s: float) -> bool:
+        """Could a board clock reading belong to a boot that happened within the last since_s seconds?"""
+        return mcu_ms <= since_s * 1000 * 1.02 + BOOT_SLACK_MS
+
     def _on_report(self, rec: P.Received, msg: P.SensorReport, now: float):
         st = self.stats
-        if self._last_ms is not None:
+        if rec.order == "dup" and self._report_ms.get(rec.seq) == msg.mcu_ms:
+            st.duplicate_reports += 1
+            return
+        boot = False
+        if self._reset_t is not None:  # a FAULT reset came: a fresh boot only if this clock is young enough
+            boot = self._young(msg.mcu_ms, now - self._reset_t)
+            self._reset_t = None
+            if boot:
+                self._board_booted("FAULT reset")  # (the decoder restarted its seq count at the reset)
+            else:
+                log.info("MCU on %s: a FAULT reset not followed by a fresh clock (%d ms): ignored", self.port, msg.mcu_ms)
+        if not boot and self._last_ms is not None:
             back = (self._last_ms - msg.mcu_ms) & 0xFFFFFFFF  # how far the board clock went back (wraps at 2^32)
-            if 0 < back < 1 << 31:
-                if back > REBOOT_BACKSTEP_MS:  # its hello and reset fault were lost on the line
-                    self.dec.stats.lost = max(0, self.dec.stats.lost - rec.gap)  # not lost: a new count began
-                    self.dec.resync(rec.seq)
+            if 0 < back < 1 << 31 or (back == 0 and rec.order != "new"):
+                if back > REBOOT_BACKSTEP_MS and self._young(msg.mcu_ms, now - self._last_t):
+                    boot = True  # its hello and reset fault were lost on the line
                     self._board_booted(f"its clock went back {back} ms")
+                    # the decoder judged this seq against the old count: undo that, a new count begins here
+                    if rec.order == "new":
+                        self.dec.stats.lost = max(0, self.dec.stats.lost - rec.gap)
+                    elif rec.order == "dup":
+                        self.dec.stats.duplicates -= 1
+                    else:
+                        self.dec.stats.late -= 1
+                    self.dec.resync(rec.seq)
                 else:
                     st.late_reports += 1
                     return
-        if rec.order == "late":
+        if boot:
+            self._report_ms.clear()
+            self._bump_base, self._base_candidate = 0, None  # a booted board counts from 0
+        elif rec.order != "new":  # an older seq whose clock is not behind: not a report to trust
             st.late_reports += 1
             return
-        if self._bump_base is not None:
-            step = (msg.bumps - self._bump_base) & 0xFF
-            if step >= 128:  # the counter went back: it restarted; count nothing, start from here
-                st.counter_restarts += 1
-                log.warning("MCU on %s: bump counter went back from %d to %d: re-based", self.port, self._bump_base, msg.bumps)
-            else:
-                self.bumps_total += step
-        self._bump_base = msg.bumps
-        self._last_ms = msg.mcu_ms
+        self._count_bumps(msg.bumps)
+        self._last_ms, self._last_t = msg.mcu_ms, now
+        self._report_ms[rec.seq] = msg.mcu_ms
+        if len(self._report_ms) > 64:
+            self._report_ms.pop(next(iter(self._report_ms)))
         st.reports += 1
         sent = self._sent_t.pop(msg.ack_seq, None)
         if sent is not None:

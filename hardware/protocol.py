@@ -364,16 +364,22 @@ class StreamDecoder:
         self._last_seq, self._seen, self._span = seq, 1, 1
 
     def feed(self, data: bytes) -> list[Received]:
-        out: list[Received] = []
+        return list(self.frames(data))
+
+    def frames(self, data: bytes):
+        """Like feed(), one frame at a time: each frame's order is judged when it is taken, so a consumer that
+        resyncs the sequence (a restart it recognised) affects the frames after it in the same chunk."""
         self.stats.bytes += len(data)
         for chunk in _split_keep(data):
             if chunk == b"\x00":
                 if self._overrun:
                     self._overrun = False
                 elif self.buf:
-                    r = self._frame(bytes(self.buf))
+                    frame = bytes(self.buf)
+                    self.buf.clear()
+                    r = self._frame(frame)
                     if r is not None:
-                        out.append(r)
+                        yield r
                 self.buf.clear()
             else:
                 if self._overrun:
@@ -384,7 +390,6 @@ class StreamDecoder:
                     self._overrun = True
                     self.stats.overruns += 1
                     self.stats.bad_frames += 1
-        return out
 
     def _bad(self, reason: str):
         self.stats.bad_frames += 1

@@ -344,7 +344,7 @@ class RobotBody(Body, MotorControl, Revivable):
         self.link.send_state(True)
         log.info("death: %s", self.cause)
 
-    def _fresh_report(self, wait_s: float):
+    def _fresh_report(self, wait_s: float, count: bool = True):
         """The newest report if it is recent; else wait up to wait_s for one (the link may be reconnecting)."""
         if self.link.version_error:
             raise McuVersionError(self.link.version_error)
@@ -353,19 +353,20 @@ class RobotBody(Body, MotorControl, Revivable):
         now = time.monotonic()
         if latest is not None and now - latest.t <= c.report_timeout_s:
             return latest
-        self.counts["old_report_steps"] += 1
+        if count:
+            self.counts["old_report_steps"] += 1
         return self.link.wait_report(now - c.report_timeout_s, wait_s)
 
     def _sense(self, feel: bool, wait_s: float | None = None) -> Sense:
         c = self.cfg
         frame = self.camera.read()
-        report = self._fresh_report(c.link_wait_s if wait_s is None else wait_s)
+        report = self._fresh_report(c.link_wait_s if wait_s is None else wait_s, count=feel)
         rep = report.msg if report is not None else None
         now = time.monotonic()
         dt = max(0.0, min(1.0, now - self.t_last))
         self.t_last = now
         self.link_ok = rep is not None
-        if rep is None:
+        if rep is None and feel:  # (a dead body's polls are not steps)
             self.counts["link_down_steps"] += 1
         else:
             self.report = rep

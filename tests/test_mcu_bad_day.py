@@ -220,7 +220,50 @@ def test_a_reboot_whose_hello_and_reset_were_lost_is_found_by_the_board_clock(sc
     deliver(b, link, 6)
     assert link.bumps_total == 8  # 5 before, 3 after: nothing from the counter going 205 -> 0
     assert link.stats.boots == boots + 1
-    assert link.dec.stats.lost == lost  # seq 2 after 3 is a new count, not 253 lost frames
+    # seqs 2 and 3 were seen before the reboot: a new count with another clock, neither duplicates nor lost frames
+    assert link.stats.duplicate_reports == 0 and link.stats.late_reports == 0 and link.stats.reports == 6
+    assert link.dec.stats.lost == lost
+
+
+def test_an_old_report_replayed_late_is_not_a_reboot(scripted):
+    """A report 1.9 s old arrives after 100 newer ones (outside the seq window): its clock is behind by more than the
+    reboot threshold, but far too old to belong to a board that booted since the last report."""
+    b, link = scripted
+    b.report(seq=1, ms=10_000, bumps=0)
+    old = P.SensorReport(10_100, 8000, 0, 0, 0, 0, 0, (0, 0))
+    for i in range(100):
+        b.report(ms=12_000 + 20 * i, bumps=min(9, i // 10))
+    deliver(b, link, 101)
+    assert link.bumps_total == 9
+    b.enc.seq = 7  # the old frame as it was sent, long ago
+    os.write(b.master, b.enc.frame(old))
+    b.report(seq=105, ms=14_100, bumps=9)
+    deliver(b, link, 103)
+    assert link.bumps_total == 9 and link.stats.late_reports == 1 and link.stats.boots == 0
+
+
+def test_a_stale_reset_fault_does_not_count_bumps_twice(scripted):
+    b, link = scripted
+    b.report(seq=1, ms=30_000, bumps=0)
+    for k in range(1, 7):
+        b.report(bumps=k)
+    deliver(b, link, 7)
+    assert link.bumps_total == 6
+    b.send(P.Fault(P.FAULT_RESET, 0), seq=0)  # a duplicate of a boot long past, delivered late
+    b.report(seq=9, bumps=6)  # the board's clock goes on: no boot happened
+    b.report(bumps=7)
+    deliver(b, link, 9)
+    assert link.bumps_total == 7 and link.stats.boots == 0
+
+
+def test_one_bogus_backward_counter_does_not_count_later_bumps_twice(scripted):
+    b, link = scripted
+    b.report(seq=1, bumps=5)
+    b.report(bumps=1)  # garbage that passed the CRC, or a glitch: believed only if the next report agrees
+    b.report(bumps=6)
+    b.report(bumps=6)
+    deliver(b, link, 4)
+    assert link.bumps_total == 1 and link.stats.counter_restarts == 0
 
 
 def test_a_stale_report_and_an_exact_duplicate_are_dropped(scripted):
@@ -242,8 +285,8 @@ def test_a_counter_that_goes_back_without_any_other_sign_is_rebased(scripted):
     b, link = scripted
     b.report(seq=1, ms=500, bumps=4)
     b.report(ms=520, bumps=5)
-    b.report(ms=540, bumps=1)  # went back: a restart (or garbage that passed the CRC): re-based, nothing counted
-    b.report(ms=560, bumps=2)
+    b.report(ms=540, bumps=1)  # went back: a restart (or garbage that passed the CRC): nothing counted yet
+    b.report(ms=560, bumps=2)  # ...confirmed by the next report: the count goes on from the new value
     deliver(b, link, 4)
     assert link.bumps_total == 2 and link.stats.counter_restarts == 1
 
@@ -276,7 +319,7 @@ def test_robot_survives_reboots_duplicates_and_reorders_of_the_doc_board(board, 
         time.sleep(0.2)
         body.act({"drive": 1, "turn": 1})
         felt = body.counts["bumps"]
-        assert felt <= board.total_bumps and body.counts["deaths"] == 0
+        assert felt == board.total_bumps == 5 and body.counts["deaths"] == 0  # each bump felt once, across reboots
         assert s.hp == pytest.approx(1.0 - 0.05 * felt, abs=1e-6)
         c = body.counters
         assert c["mcu_boots"] >= 2 and c["mcu_hellos"] >= 2

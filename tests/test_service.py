@@ -265,3 +265,36 @@ def test_sigterm_notifies_stopping_saves_and_exits_0(tmp_path):
     assert log_lines and all(l[:3] in ("<6>", "<4>", "<3>", "<7>", "<2>") for l in log_lines), log_lines[:5]
     assert took < 30
     lis.close()
+
+
+def test_stopping_goes_out_at_the_request_not_after_the_final_save(tmp_path):
+    """A slow final save (an SD card, a big model) must not delay STOPPING=1: systemd learns at once."""
+    from edge_runtime.runtime import Hook
+
+    class Slow(Hook):  # a step that takes a second (a serial read waiting for a link), and a slow final save
+        def on_step(self, runner, sense, metrics):
+            time.sleep(1.0)
+
+        def on_stop(self, runner, summary):
+            time.sleep(1.0)
+
+    lis = Listener(tmp_path)
+    try:
+        with Arena(small_cfg().arena) as body:
+            hook = ServiceHook(env={"NOTIFY_SOCKET": lis.env_value}, status_every_s=60)
+            runner = Runner(small_cfg(), body, seed=0, progress=False, hooks=[Slow(), hook])
+            t = threading.Thread(target=runner.run, daemon=True)
+            t.start()
+            lis.wait_for("READY=1", 30)
+            time.sleep(0.3)  # inside the first slow step
+            runner.request_stop()
+            t_req = time.monotonic()
+            m = lis.wait_for("STOPPING=1", 5)
+            t_stopping = time.monotonic()
+            assert "STATUS=stopping: final save" in m.split("\n")
+            t.join(30)
+            t_end = time.monotonic()
+        # STOPPING at once, while the step is still running; then the rest of the step and the slow save
+        assert t_stopping - t_req < 0.3 and t_end - t_stopping > 1.2
+    finally:
+        lis.close()
