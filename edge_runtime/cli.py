@@ -393,7 +393,7 @@ def cmd_bench_bad_day(args) -> int:
 def cmd_bench_console(args) -> int:
     _positive("--steps", args.steps)
     _positive("--repeats", args.repeats)
-    from .console import bench_console
+    from .console.bench import bench_console
 
     return _print_figures(bench_console(load_config(args), args.steps, args.repeats, args.seed), args.json)
 
