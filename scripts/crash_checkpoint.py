@@ -55,7 +55,7 @@ def _child(directory: str, payload_kb: int, wfd: int, write_mbps: float, unsafe_
             n = real_write(fd, bytes(data[:_chunk]))
             time.sleep(n / (write_mbps * 1e6))
             return n
-        ck.os.write = slow_write
+        os.write = slow_write  # (the os module every writer uses, the store included)
     store = ck.CheckpointStore(directory)
     store.lock()
     store.clean_temp()

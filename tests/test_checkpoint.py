@@ -153,9 +153,9 @@ def test_enospc_is_reported_and_previous_checkpoint_intact(two, monkeypatch, whe
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     if where == "write":
-        monkeypatch.setattr(ck.os, "write", full_write)
+        monkeypatch.setattr(os, "write", full_write)
     else:
-        monkeypatch.setattr(ck.os, "fsync", full_fsync)
+        monkeypatch.setattr(os, "fsync", full_fsync)
     with pytest.raises(CheckpointWriteError) as e:
         two.save(payload(30), 30)
     monkeypatch.undo()
@@ -191,7 +191,7 @@ def test_enospc_on_a_real_tiny_tmpfs(tmp_path):
 def test_hook_keeps_running_when_a_save_fails(tmp_path, monkeypatch, caplog):
     cfg = Config()
     runner, hook, clock = _runner_with_hook(tmp_path, cfg, every_s=600, background=False)
-    monkeypatch.setattr(ck.os, "write", lambda fd, d: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(os, "write", lambda fd, d: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
     assert hook.save_now() is None
     assert "No space left on device" in hook.status()["last_error"]
     assert any(r.levelno == logging.ERROR and "No space left" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,144 @@
+"""What a checkpoint holds: capture() a runner as plain data, check it matches, apply() it to a runner."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..runtime import Overrides
+from .fileformat import VERSION, CheckpointMismatch
+
+log = logging.getLogger("edge_runtime.checkpoint")
+
+
+LIFESPANS_KEPT = 10_000  # the runner's lifespan list is kept up to this many recent lives
+# config sections that only say how this process runs, not what the agent is: they may change across a resume
+OPERATIONAL_SECTIONS = ("runtime", "checkpoint", "console", "service")
+
+
+def _body_state(body) -> dict | None:
+    """The world, where it can be put back: the built-in arena's layout, robot and RNG. A real body: None."""
+    if hasattr(body, "checkpoint_state") and hasattr(body, "load_checkpoint_state"):
+        return {"kind": "custom", "state": body.checkpoint_state()}
+    need = ("rng", "pos", "heading", "food", "hazards", "hazard_vel", "obstacles", "hp", "energy", "_in_hazard", "_frame")
+    if not all(hasattr(body, k) for k in need):
+        return None
+    t = lambda a: torch.from_numpy(np.array(a, dtype=np.float64, copy=True))  # noqa: E731
+    return {
+        "kind": "arena", "rng": json.dumps(body.rng.bit_generator.state), "rng_name": type(body.rng.bit_generator).__name__,
+        "pos": t(body.pos), "heading": float(body.heading), "food": t(body.food), "hazards": t(body.hazards),
+        "hazard_vel": t(body.hazard_vel), "obstacles": t(body.obstacles), "hp": float(body.hp), "energy": float(body.energy),
+        "in_hazard": torch.from_numpy(np.array(body._in_hazard, dtype=bool)), "frame": int(body._frame),
+        "counters": json.dumps(getattr(body, "_counters", {})),
+    }
+
+
+def _load_body_state(body, st: dict | None):
+    """Put the world back; returns the body's current Sense, or None when nothing was restored."""
+    if st is None:
+        return None
+    if st["kind"] == "custom":
+        return body.load_checkpoint_state(st["state"])
+    if not hasattr(body, "_sense"):
+        return None
+    rng_state = json.loads(st["rng"])
+    if type(body.rng.bit_generator).__name__ != st["rng_name"]:
+        body.rng = np.random.Generator(getattr(np.random, st["rng_name"])())
+    body.rng.bit_generator.state = rng_state
+    a = lambda x: x.numpy().copy()  # noqa: E731
+    body.pos, body.heading, body.food, body.hazards = a(st["pos"]), st["heading"], a(st["food"]), a(st["hazards"])
+    body.hazard_vel, body.obstacles, body.hp, body.energy = a(st["hazard_vel"]), a(st["obstacles"]), st["hp"], st["energy"]
+    body._in_hazard, body._frame, body.dead = a(st["in_hazard"]), st["frame"], body.hp <= 0.0
+    body._counters = json.loads(st["counters"])
+    return body._sense()
+
+
+def capture(runner, seed: int | None = None) -> dict:
+    """Everything resume needs, as plain data (tensors cloned, so a writer thread may serialise later)."""
+    rule = runner.rule
+    rs = rule.state_dict()
+    rs = {k: ([x.clone() for x in v] if isinstance(v, list) and v and isinstance(v[0], torch.Tensor)
+              else v.clone() if isinstance(v, torch.Tensor) else v) for k, v in rs.items()}
+    return {
+        "meta": {"format": VERSION, "step": int(rule.steps), "rule": rule.name, "towers": rule.brain.towers,
+                 "seed": int(runner.seed if seed is None else seed), "created": time.time()},
+        "config": json.dumps(runner.cfg.to_dict(), sort_keys=True, default=str),
+        "spec": json.dumps(runner.body.spec.to_dict(), sort_keys=True),
+        "model": {k: v.detach().clone() for k, v in rule.brain.state_dict().items()},
+        "rule": rs,
+        "runner": {"body_steps": int(runner.body_steps), "life_steps": int(runner.life_steps),
+                   "lives_completed": len(runner.lifespans),
+                   "lifespans": torch.tensor(runner.lifespans[-LIFESPANS_KEPT:], dtype=torch.int64)},
+        "body": _body_state(runner.body),
+        # console overrides are state of the run (not config): they come back on resume
+        "overrides": json.dumps(runner.overrides.active(), sort_keys=True),
+        # a real body's event counters (bumps, MCU boots...) over the run so far: they add up across restarts
+        "body_counters": json.dumps(runner.body_counters(), sort_keys=True, default=str),
+    }
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def differences(state: dict, cfg: Config, spec) -> list[str]:
+    """What differs between a checkpoint and the config/body it is about to be loaded into (empty: they match)."""
+    diffs = []
+    saved = json.loads(state["config"])
+    now = json.loads(json.dumps(cfg.to_dict(), sort_keys=True, default=str))
+    for s in OPERATIONAL_SECTIONS:
+        saved.pop(s, None)
+        now.pop(s, None)
+    a, b = _flat(saved), _flat(now)
+    for k in sorted(set(a) | set(b)):
+        if a.get(k, "<absent>") != b.get(k, "<absent>"):
+            diffs.append(f"{k}: checkpoint {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r}")
+    sa, sb = _flat(json.loads(state["spec"])), _flat(json.loads(json.dumps(spec.to_dict(), sort_keys=True)))
+    for k in sorted(set(sa) | set(sb)):
+        if sa.get(k, "<absent>") != sb.get(k, "<absent>"):
+            diffs.append(f"body.{k}: checkpoint {sa.get(k, '<absent>')!r}, now {sb.get(k, '<absent>')!r}")
+    return diffs
+
+
+def check_matches(state: dict, cfg: Config, spec, where: str = "checkpoint"):
+    diffs = differences(state, cfg, spec)
+    if diffs:
+        more = f" (+{len(diffs) - 8} more)" if len(diffs) > 8 else ""
+        raise CheckpointMismatch(f"{where} belongs to a different config/body, refusing to load it: "
+                                 f"{'; '.join(diffs[:8])}{more}")
+
+
+def apply(runner, state: dict):
+    """Load a checkpoint into a runner whose body has just been reset (the Runner calls hooks' on_start then)."""
+    rule = runner.rule
+    if state["meta"]["rule"] != rule.name:
+        raise CheckpointMismatch(f"checkpoint is for rule {state['meta']['rule']!r}, this run uses {rule.name!r}")
+    rule.brain.load_state_dict(state["model"], strict=True)
+    rule.load_state_dict(state["rule"])
+    rule._cur = None
+    # the RAM ring and the death-replay window are not on flash: they restart from the resumed state
+    rule.ring.clear()
+    if getattr(rule, "window", None) is not None:
+        rule.window.clear()
+    rule.take_snapshot()
+    r = state["runner"]
+    runner.body_steps, runner.life_steps = r["body_steps"], r["life_steps"]
+    runner.lifespans = [int(x) for x in r["lifespans"].tolist()]
+    sense = _load_body_state(runner.body, state["body"])
+    if sense is not None:
+        runner.sense = sense  # the world is back, its own counters with it
+    elif "body_counters" in state:
+        runner.counters_before = json.loads(state["body_counters"])
+    if "overrides" in state:
+        runner.overrides = Overrides.from_dict(json.loads(state["overrides"]))  # applied by the runner after on_start
