@@ -369,7 +369,8 @@ def cmd_console(args) -> int:
 def cmd_bench_godot(args) -> int:
     _positive("--steps", args.steps)
     cfg = load_config(args)
-    from sim_bridge.godot_body import GodotError, GodotOptions, bench_godot
+    from sim_bridge.godot_body import GodotError, GodotOptions
+    from sim_bridge.godot_bench import bench_godot
 
     over = {"project": args.godot_project} if args.godot_project else {}
     try:
