@@ -164,7 +164,7 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["virtual-mcu"]:  # its own options and stdin commands (hardware/virtual_mcu.py)
-        from hardware.virtual_mcu import serve
+        from hardware.virtual_mcu_cli import serve
 
         return serve(argv[1:])
     # `edge-runtime --sim ...` is `edge-runtime run --sim ...`
