@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bodies import kind
 from .config import Config
 from .jsonout import dumps
+
+
+def arena(cfg: Config):
+    """The built-in arena, found by name like any body (edge_runtime imports no body package)."""
+    return kind("arena").make(cfg, "")
 
 
 def peak_rss_mb() -> float:
@@ -19,10 +25,8 @@ def peak_rss_mb() -> float:
 
 
 def bench_arena(cfg: Config, steps: int, seed: int) -> dict:
-    from sim_bridge.arena import Arena
-
     rng = np.random.default_rng(seed)
-    with Arena(cfg.arena) as a:
+    with arena(cfg) as a:
         s = a.reset(seed=seed)
         t = time.perf_counter()
         deaths = 0
@@ -38,14 +42,12 @@ def bench_arena(cfg: Config, steps: int, seed: int) -> dict:
 
 
 def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
-    from sim_bridge.arena import Arena
-
     from .rules import build
     from .runtime import act_repeat
     from .senses import SenseEncoder
 
     torch.set_num_threads(cfg.runtime.threads)
-    with Arena(cfg.arena) as body:
+    with arena(cfg) as body:
         rule = build(body.spec, cfg.model, cfg.rule, seed)
         enc = SenseEncoder(body.spec, cfg.model.input_hw)
         s = body.reset(seed=seed)
@@ -85,26 +87,24 @@ def eval_seed_for(seed: int) -> int:
 def _job(job: dict) -> list[dict]:
     torch.set_num_threads(1)
     cfg = Config.from_dict(job["cfg"])
-    from sim_bridge.arena import Arena
-
     from .evaluate import evaluate, make_policy
     from .runtime import Runner
 
     seed, ev_seed = job["seed"], eval_seed_for(job["seed"])
-    make_body = lambda: Arena(cfg.arena)
+    make_body = lambda: arena(cfg)  # noqa: E731
     out = []
     if job["kind"] == "baseline":
-        pol = make_policy(job["policy"], Arena(cfg.arena).spec)
+        pol = make_policy(job["policy"], arena(cfg).spec, policies=kind("arena").policies)
         r = evaluate(pol, make_body, cfg, job["lives"], ev_seed, cap=job["cap"])
         r.update(seed=seed, eval_seed=ev_seed, policy=job["policy"], label=job["policy"])
         return [r]
     t = time.perf_counter()
-    with Arena(cfg.arena) as body:
+    with arena(cfg) as body:
         runner = Runner(cfg, body, seed=seed, run_dir=job["run_dir"], progress=False)
         summary = runner.run(job["steps"])
     learn_s = time.perf_counter() - t
     for greedy in (False, True):
-        pol = make_policy(job["run_dir"], Arena(cfg.arena).spec, greedy=greedy)
+        pol = make_policy(job["run_dir"], arena(cfg).spec, greedy=greedy)
         r = evaluate(pol, make_body, cfg, job["lives"], ev_seed, cap=job["cap"])
         r.update(seed=seed, eval_seed=ev_seed, policy=job["label"], label=job["label"], rule=cfg.rule.name,
                  learn_steps=summary["steps"], learn_body_steps=summary["body_steps"], learn_wall_s=round(learn_s, 1),

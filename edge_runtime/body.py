@@ -20,6 +20,12 @@ import numpy as np
 
 Action = Union[Mapping[str, int], Sequence[int]]
 
+# The differential-drive heads every wheeled body here speaks (the arena, the robot, the bundled Godot arena), in
+# this order and with these meanings, so that one brain config fits them all.
+DRIVE_TURN_HEADS = OrderedDict([("drive", 3), ("turn", 3)])  # drive: back/stop/forward; turn: left/none/right
+DRIVE = (-1.0, 0.0, 1.0)
+TURN = (1.0, 0.0, -1.0)  # counter-clockwise positive
+
 
 @dataclass(frozen=True)
 class BodySpec:
@@ -178,3 +184,15 @@ class Revivable(abc.ABC):
     @abc.abstractmethod
     def waiting_for(self) -> str:
         """What a dead body waits for, in a few words (for the service status and the console)."""
+
+
+class Restorable(abc.ABC):
+    """A body whose world can be saved in a checkpoint and put back on resume (a simulated world, not a robot)."""
+
+    @abc.abstractmethod
+    def checkpoint_state(self) -> dict:
+        """The world as plain data (numbers, strings, lists, dicts; tensors allowed): what a checkpoint stores."""
+
+    @abc.abstractmethod
+    def load_checkpoint_state(self, state: dict) -> "Sense":
+        """Put the world back as checkpoint_state() described it; returns the body's current Sense."""

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .bodies import BodyError, choose, command, make_body
 from .config import Config, ConfigError
 from .jsonout import dumps
 
@@ -71,7 +72,8 @@ def build_parser() -> Parser:
     r = sub.add_parser("run", help="run a body with learning on (the robot, or --sim for the built-in arena)")
     _add_common(r)
     r.add_argument("--sim", action="store_true", help="the built-in arena on this machine")
-    r.add_argument("--body", default=None, help="body to run: arena (default) | robot | godot | gym:ENV_ID")
+    r.add_argument("--body", default=None, help="body to run: arena (default) | robot | godot | gym:ENV_ID "
+                   "(the installed body kinds)")
     r.add_argument("--godot-project", default=None, metavar="DIR",
                    help="with --body godot: a Godot project directory or exported game (default: the bundled arena)")
     r.add_argument("--steps", type=int, default=None, help="decisions to learn for (default: until Ctrl-C)")
@@ -164,8 +166,11 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["virtual-mcu"]:  # its own options and stdin commands (hardware/virtual_mcu.py)
-        from hardware.virtual_mcu_cli import serve
-
+        try:
+            serve = command("virtual-mcu")
+        except BodyError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 2
         return serve(argv[1:])
     # `edge-runtime --sim ...` is `edge-runtime run --sim ...`
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
@@ -215,44 +220,6 @@ def cmd_checkpoints_verify(args) -> int:
     res = verify(args.dir)
     print(dumps(res) if args.json else format_verify(res))
     return 0 if res["valid"] else 1
-
-
-class BodyError(Exception):
-    pass
-
-
-def make_body(cfg: Config, name: str | None = None):
-    name = name or ("robot" if {"robot", "camera", "mcu"} & set(cfg.extra) else "arena")
-    if name == "arena":
-        from sim_bridge.arena import Arena
-
-        return Arena(cfg.arena)
-    if name == "robot":
-        from hardware.camera import CameraError
-        from hardware.robot import build_robot_body
-
-        try:
-            return build_robot_body(cfg)
-        except CameraError as e:
-            raise BodyError(str(e)) from None
-    if name == "godot":
-        from sim_bridge.godot_body import GodotBody, GodotError, GodotOptions
-
-        try:
-            return GodotBody.launch(GodotOptions.from_config(cfg))
-        except GodotError as e:
-            raise BodyError(str(e)) from None
-    if name.startswith("gym:") and len(name) > 4:
-        from sim_bridge.gym_body import GymBody, GymBodyError
-
-        g = cfg.extra.get("gym", {})
-        if not isinstance(g, dict) or set(g) - {"eye_shape", "kwargs"}:
-            raise ConfigError("gym: known keys are eye_shape = [H, W] and a [gym.kwargs] table for gym.make")
-        try:
-            return GymBody.make(name[4:], eye_shape=g.get("eye_shape"), **g.get("kwargs", {}))
-        except (GymBodyError, TypeError, ValueError) as e:
-            raise BodyError(f"--body {name}: {e}") from None
-    raise BodyError(f"--body {name!r}: unknown body (known: arena, robot, godot, gym:ENV_ID)")
 
 
 def _positive(name, v):
@@ -368,25 +335,13 @@ def cmd_console(args) -> int:
 
 def cmd_bench_godot(args) -> int:
     _positive("--steps", args.steps)
-    cfg = load_config(args)
-    from sim_bridge.godot_body import GodotError, GodotOptions
-    from sim_bridge.godot_bench import bench_godot
-
-    over = {"project": args.godot_project} if args.godot_project else {}
-    try:
-        res = bench_godot(GodotOptions.from_config(cfg, **over), args.steps, seed=args.seed)
-    except GodotError as e:
-        raise BodyError(str(e)) from None
-    return _print_figures(res, args.json)
+    return _print_figures(command("bench-godot")(load_config(args), args), args.json)
 
 
 def cmd_bench_bad_day(args) -> int:
     if args.minutes < 0:
         raise UsageError(f"--minutes must be >= 0, got {args.minutes}")
-    from hardware.bad_day import run_day
-
-    res = run_day(args.minutes, seed=args.seed, out=args.out, short=args.short,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = command("bench-bad-day")(args)
     _print_figures(res, args.json)
     return 0 if not res["violations"] else 1
 
@@ -405,9 +360,10 @@ def cmd_eval(args) -> int:
     cfg = load_config(args)
     from .evaluate import PolicyError, evaluate, format_row, make_policy
 
-    body = make_body(cfg)
+    k, arg = choose(cfg)
+    body = k.make(cfg, arg)
     try:
-        policy = make_policy(args.policy, body.spec, greedy=args.greedy)
+        policy = make_policy(args.policy, body.spec, greedy=args.greedy, policies=k.policies)
     except PolicyError as e:
         raise UsageError(str(e)) from None
     res = evaluate(policy, lambda: body, cfg, args.lives, args.seed, cap=args.cap)

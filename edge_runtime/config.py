@@ -212,50 +212,67 @@ def section_to_dict(obj) -> dict:
     return out
 
 
+def _body_sections() -> dict[str, type]:
+    """The config sections the installed body kinds own (e.g. [arena]), by name: typed like the core sections."""
+    from .bodies import kinds  # (entry points: no body package is imported by name)
+
+    return {k.section: k.section_type for k in kinds().values() if k.section and k.section_type}
+
+
 @dataclass
 class Config:
-    """The whole runtime configuration. `arena` is the built-in arena's (sim_bridge.arena.ArenaConfig)."""
+    """The whole runtime configuration.
 
-    arena: typing.Any = None
+    Core sections are typed here; a body kind's own section (the arena's [arena]) is typed by the body package
+    that declares it (edge_runtime.bodies) and kept in `bodies`; `cfg.arena` reads it. Untyped sections owned by
+    other parts (robot, camera, mcu, godot, gym, service, console, checkpoint) stay in `extra`.
+    """
+
     model: ModelConfig = field(default_factory=ModelConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     extra: dict = field(default_factory=dict)  # sections owned by other parts (hardware, service, ...)
+    bodies: dict = field(default_factory=dict)  # typed body sections, by name; defaults filled in
 
     def __post_init__(self):
-        if self.arena is None:
-            from sim_bridge.arena import ArenaConfig
+        for name, typ in _body_sections().items():
+            if name not in self.bodies:
+                self.bodies[name] = typ()
 
-            self.arena = ArenaConfig()
+    def __getattr__(self, name):  # cfg.arena: a body section by its name
+        bodies = self.__dict__.get("bodies", {})
+        if name in bodies:
+            return bodies[name]
+        raise AttributeError(f"Config has no section {name!r}")
 
     def to_dict(self) -> dict:
-        d = {
-            "arena": section_to_dict(self.arena),
+        d = {name: section_to_dict(sec) for name, sec in self.bodies.items()}
+        d.update({
             "model": section_to_dict(self.model),
             "rule": section_to_dict(self.rule),
             "runtime": section_to_dict(self.runtime),
-        }
+        })
         d.update(self.extra)
         return d
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "Config":
-        from sim_bridge.arena import ArenaConfig
-
-        known = {"arena": ArenaConfig, "model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
+        known = {"model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
+        body_types = _body_sections()
         extra_ok = {"robot", "camera", "mcu", "service", "console", "checkpoint", "godot", "body", "gym"}
-        parts = {}
-        extra = {}
+        parts, extra, bodies = {}, {}, {}
         for k, v in data.items():
             if k in known:
                 parts[k] = build_section(known[k], k, v)
+            elif k in body_types:
+                bodies[k] = build_section(body_types[k], k, v)
             elif k in extra_ok:
                 if k in EXTRA_SECTIONS:
                     build_section(EXTRA_SECTIONS[k], k, v)  # names the field on a bad value
                 extra[k] = v
             else:
-                raise ConfigError(f"{k}: unknown section (known: {', '.join(sorted(set(known) | extra_ok))})")
-        return cls(**parts, extra=extra)
+                raise ConfigError(f"{k}: unknown section (known: {', '.join(sorted(set(known) | set(body_types) | extra_ok))})")
+        return cls(**parts, extra=extra, bodies=bodies)
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":

@@ -22,7 +22,7 @@ from .rules import RULES
 from .runtime import act_repeat
 from .senses import SenseEncoder
 
-BASELINES = ("random", "stationary", "oracle")
+BASELINES = ("random", "stationary")  # every body has these; a body kind may add its own (the arena: oracle)
 
 
 class PolicyError(ValueError):
@@ -65,22 +65,6 @@ class StationaryPolicy(Policy):
 
     def __call__(self, sense):
         return self.action
-
-
-class OracleBaseline(Policy):
-    name = "oracle"
-    action_repeat = 1  # a per-step controller: holding its action for several steps only makes it clumsier
-
-    def start_life(self, body, seed):
-        from sim_bridge.arena import Arena
-        from sim_bridge.oracle import OraclePolicy
-
-        if not isinstance(body, Arena):
-            raise PolicyError("oracle: only the built-in arena exposes the world state an oracle reads")
-        self.o = OraclePolicy(body)
-
-    def __call__(self, sense):
-        return self.o()
 
 
 class BrainPolicy(Policy):
@@ -169,13 +153,14 @@ def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPoli
     return BrainPolicy(rule, mcfg, greedy=greedy, name=str(path))
 
 
-def make_policy(name: str, spec, greedy: bool = False) -> Policy:
+def make_policy(name: str, spec, greedy: bool = False, policies: dict | None = None) -> Policy:
+    """random | stationary | a policy the body kind offers (`policies`, e.g. the arena's oracle) | a learned brain."""
     if name == "random":
         return RandomPolicy()
     if name == "stationary":
         return StationaryPolicy()
-    if name == "oracle":
-        return OracleBaseline()
+    if policies and name in policies:
+        return policies[name]()
     return load_brain_policy(name, spec, greedy)
 
 

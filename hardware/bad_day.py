@@ -456,6 +456,14 @@ class Day:
                 pass
 
 
+def bench_command(args) -> dict:
+    """`edge-runtime bench bad-day` (the CLI finds this through the edge_runtime.commands entry points)."""
+    import sys
+
+    return run_day(args.minutes, seed=args.seed, out=args.out, short=args.short,
+                   log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
 def run_day(minutes: float = 0.0, seed: int = 0, out: str | None = None, short: bool = False, log=print) -> dict:
     """Run processes through the fault cycle: the first ends by SIGTERM, then alternately SIGKILL and SIGTERM, until
     `minutes` have passed (at least three processes: SIGTERM, SIGKILL, and a last one that checks the resume and

@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_runtime.body import Action, Body, BodySpec, MotorControl, Revivable, Sense
+from edge_runtime.body import DRIVE, DRIVE_TURN_HEADS, TURN, Action, Body, BodySpec, MotorControl, Revivable, Sense
 from edge_runtime.config import ConfigError, build_section, check
-from sim_bridge.arena import ACTION_HEADS, DRIVE, TURN  # the same heads, order and meaning as the arena
 
 from . import protocol as P
 from .camera import CameraConfig, StereoCamera, open_stereo
@@ -162,7 +161,7 @@ class RobotBody(Body, MotorControl, Revivable):
             if mcu.touch >= 0 and mcu.touch != n_touch:
                 raise ConfigError(f"mcu.touch: config says {mcu.touch} touch channels, the MCU on {port} reports {n_touch}")
             self.spec = BodySpec(eye_shape=(robot.eye_h, robot.eye_w), touch_channels=n_touch,
-                                 action_heads=ACTION_HEADS, control_hz=robot.control_hz or 10.0, name="Robot")
+                                 action_heads=DRIVE_TURN_HEADS, control_hz=robot.control_hz or 10.0, name="Robot")
             self.camera = camera if isinstance(camera, StereoCamera) else open_stereo(camera, (robot.eye_h, robot.eye_w))
         except BaseException:
             self.close()

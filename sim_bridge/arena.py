@@ -11,19 +11,17 @@ Nothing here tells the brain what a colour means.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_runtime.body import Action, Body, BodySpec, MotorControl, Sense
+from edge_runtime.body import DRIVE, DRIVE_TURN_HEADS, TURN, Action, Body, BodySpec, MotorControl, Restorable, Sense
 from edge_runtime.config import check
 
-ACTION_HEADS = OrderedDict([("drive", 3), ("turn", 3)])  # drive: back/stop/forward; turn: left/none/right
-DRIVE = (-1.0, 0.0, 1.0)
-TURN = (1.0, 0.0, -1.0)  # counter-clockwise positive
+ACTION_HEADS = DRIVE_TURN_HEADS  # drive: back/stop/forward; turn: left/none/right (edge_runtime.body)
 
 
 @dataclass
@@ -106,7 +104,7 @@ class ArenaSense(Sense):
     right = property(lambda self: self._look()[1], lambda self, v: None)
 
 
-class Arena(Body, MotorControl):
+class Arena(Body, MotorControl, Restorable):
     """The built-in world and the one robot living in it (the default body of `--sim`)."""
 
     def __init__(self, config: ArenaConfig | None = None):
@@ -163,6 +161,36 @@ class Arena(Body, MotorControl):
     def counters(self) -> dict:
         """This life's events: food eaten, hazard hits, bumps."""
         return dict(self._counters)
+
+    # -- Restorable: the whole world, bit for bit (a resumed run goes on exactly as an uninterrupted one)
+    def checkpoint_state(self) -> dict:
+        return {"rng": json.dumps(self.rng.bit_generator.state), "rng_name": type(self.rng.bit_generator).__name__,
+                "pos": self.pos.tolist(), "heading": float(self.heading), "food": self.food.tolist(),
+                "hazards": self.hazards.tolist(), "hazard_vel": self.hazard_vel.tolist(),
+                "obstacles": self.obstacles.tolist(), "hp": float(self.hp), "energy": float(self.energy),
+                "in_hazard": [bool(x) for x in self._in_hazard], "frame": int(self._frame),
+                "counters": json.dumps(self._counters)}
+
+    def load_checkpoint_state(self, st: dict) -> Sense:
+        self._check_open()
+        if type(self.rng.bit_generator).__name__ != st["rng_name"]:
+            self.rng = np.random.Generator(getattr(np.random, st["rng_name"])())
+        self.rng.bit_generator.state = json.loads(st["rng"])
+        self._seeded = True
+
+        def plain(x):  # lists (this format) or tensors (checkpoints written before it)
+            return x.tolist() if hasattr(x, "tolist") else x
+
+        def f64(x, cols=None):
+            a = np.array(plain(x), dtype=np.float64)
+            return a.reshape(-1, cols) if cols else a
+        self.pos, self.heading = f64(st["pos"]), float(st["heading"])
+        self.food, self.hazards, self.obstacles = f64(st["food"], 2), f64(st["hazards"], 2), f64(st["obstacles"], 2)
+        self.hazard_vel, self.hp, self.energy = f64(st["hazard_vel"], 2), float(st["hp"]), float(st["energy"])
+        self._in_hazard, self._frame = np.array(plain(st["in_hazard"]), dtype=bool), int(st["frame"])
+        self.dead = self.hp <= 0.0
+        self._counters = json.loads(st["counters"])
+        return self._sense()
 
     # -- MotorControl
     def stop_motors(self) -> None:

@@ -11,6 +11,19 @@ from .godot_world import GodotWorld
 
 log = logging.getLogger("sim_bridge.godot")
 
+def bench_command(cfg, args) -> dict:
+    """`edge-runtime bench godot` (the CLI finds this through the edge_runtime.commands entry points)."""
+    from edge_runtime.bodies import BodyError
+
+    from .godot_protocol import GodotError
+
+    over = {"project": args.godot_project} if args.godot_project else {}
+    try:
+        return bench_godot(GodotOptions.from_config(cfg, **over), args.steps, seed=args.seed)
+    except GodotError as e:
+        raise BodyError(str(e)) from None
+
+
 def bench_godot(options: GodotOptions | None = None, steps: int = 300, warmup: int = 20, frames=("hex", "binary"),
                 seed: int = 0) -> dict:
     """Godot steps/s and bytes received per step, for each frame format, with random actions."""

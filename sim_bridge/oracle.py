@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from edge_runtime.evaluate import Policy, PolicyError
+
 from .arena import Arena
 
 
@@ -84,3 +86,18 @@ class OraclePolicy:
             if 0 < along < L and abs(rel[0] * u[1] - rel[1] * u[0]) < 0.7:
                 return True
         return False
+
+
+class OracleBaseline(Policy):
+    """The oracle as an evaluation policy: `edge-runtime eval --policy oracle` on the arena."""
+
+    name = "oracle"
+    action_repeat = 1  # a per-step controller: holding its action for several steps only makes it clumsier
+
+    def start_life(self, body, seed):
+        if not isinstance(body, Arena):
+            raise PolicyError("oracle: only the built-in arena exposes the world state an oracle reads")
+        self.o = OraclePolicy(body)
+
+    def __call__(self, sense):
+        return self.o()

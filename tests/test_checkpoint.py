@@ -13,6 +13,7 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -463,3 +464,26 @@ def test_graceful_stop_writes_a_final_checkpoint(tmp_path, sig):
     info, state = CheckpointStore(d / "checkpoints").load()
     assert "checkpoint (stop)" in err and summary["steps"] >= 1
     assert info.step == state["meta"]["step"] == summary["steps"]
+
+
+def test_an_arena_state_in_the_format_before_worlds_saved_themselves_still_loads():
+    """Checkpoints written before the arena declared `Restorable` held its fields as tensors at the top level."""
+    from edge_runtime.checkpoint.state import _body_state, _load_body_state
+    from sim_bridge.arena import Arena
+
+    cfg = Config.from_dict({"arena": {"eye_w": 32, "eye_h": 24}})
+    with Arena(cfg.arena) as a, Arena(cfg.arena) as b:
+        a.reset(seed=5)
+        for _ in range(30):
+            a.act((2, 0))
+        t = lambda x: torch.from_numpy(np.array(x, dtype=np.float64, copy=True))  # noqa: E731
+        old = {"kind": "arena", "rng": json.dumps(a.rng.bit_generator.state), "rng_name": "PCG64",
+               "pos": t(a.pos), "heading": float(a.heading), "food": t(a.food), "hazards": t(a.hazards),
+               "hazard_vel": t(a.hazard_vel), "obstacles": t(a.obstacles), "hp": float(a.hp), "energy": float(a.energy),
+               "in_hazard": torch.from_numpy(np.array(a._in_hazard, dtype=bool)), "frame": int(a._frame),
+               "counters": json.dumps(a._counters)}
+        b.reset(seed=99)
+        s = _load_body_state(b, old)
+        assert s.frame_id == a._frame and (b.pos == a.pos).all() and b.heading == a.heading
+        assert [b.act((1, 2)).hp for _ in range(20)] == [a.act((1, 2)).hp for _ in range(20)]
+        assert _body_state(b)["kind"] == "custom"

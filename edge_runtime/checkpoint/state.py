@@ -5,9 +5,9 @@ import json
 import logging
 import time
 
-import numpy as np
 import torch
 
+from ..body import Restorable
 from ..config import Config
 from ..runtime import Overrides
 from .fileformat import VERSION, CheckpointMismatch
@@ -21,40 +21,18 @@ OPERATIONAL_SECTIONS = ("runtime", "checkpoint", "console", "service")
 
 
 def _body_state(body) -> dict | None:
-    """The world, where it can be put back: the built-in arena's layout, robot and RNG. A real body: None."""
-    if hasattr(body, "checkpoint_state") and hasattr(body, "load_checkpoint_state"):
+    """The world, where the body can put it back (a `Restorable` body, e.g. the arena). A real body: None."""
+    if isinstance(body, Restorable):
         return {"kind": "custom", "state": body.checkpoint_state()}
-    need = ("rng", "pos", "heading", "food", "hazards", "hazard_vel", "obstacles", "hp", "energy", "_in_hazard", "_frame")
-    if not all(hasattr(body, k) for k in need):
-        return None
-    t = lambda a: torch.from_numpy(np.array(a, dtype=np.float64, copy=True))  # noqa: E731
-    return {
-        "kind": "arena", "rng": json.dumps(body.rng.bit_generator.state), "rng_name": type(body.rng.bit_generator).__name__,
-        "pos": t(body.pos), "heading": float(body.heading), "food": t(body.food), "hazards": t(body.hazards),
-        "hazard_vel": t(body.hazard_vel), "obstacles": t(body.obstacles), "hp": float(body.hp), "energy": float(body.energy),
-        "in_hazard": torch.from_numpy(np.array(body._in_hazard, dtype=bool)), "frame": int(body._frame),
-        "counters": json.dumps(getattr(body, "_counters", {})),
-    }
+    return None
 
 
 def _load_body_state(body, st: dict | None):
     """Put the world back; returns the body's current Sense, or None when nothing was restored."""
-    if st is None:
+    if st is None or not isinstance(body, Restorable):
         return None
-    if st["kind"] == "custom":
-        return body.load_checkpoint_state(st["state"])
-    if not hasattr(body, "_sense"):
-        return None
-    rng_state = json.loads(st["rng"])
-    if type(body.rng.bit_generator).__name__ != st["rng_name"]:
-        body.rng = np.random.Generator(getattr(np.random, st["rng_name"])())
-    body.rng.bit_generator.state = rng_state
-    a = lambda x: x.numpy().copy()  # noqa: E731
-    body.pos, body.heading, body.food, body.hazards = a(st["pos"]), st["heading"], a(st["food"]), a(st["hazards"])
-    body.hazard_vel, body.obstacles, body.hp, body.energy = a(st["hazard_vel"]), a(st["obstacles"]), st["hp"], st["energy"]
-    body._in_hazard, body._frame, body.dead = a(st["in_hazard"]), st["frame"], body.hp <= 0.0
-    body._counters = json.loads(st["counters"])
-    return body._sense()
+    # "arena": checkpoints written before worlds saved themselves held the arena's fields at this level
+    return body.load_checkpoint_state(st["state"] if st["kind"] == "custom" else st)
 
 
 def capture(runner, seed: int | None = None) -> dict:

@@ -36,7 +36,7 @@ def bench_console(cfg, steps: int = 400, repeats: int = 3, seed: int = 0) -> dic
     machine disturb less than the wall-clock rate."""
     import subprocess
 
-    from sim_bridge.arena import Arena
+    from ..bodies import kind
 
     from ..runtime import Runner
 
@@ -54,7 +54,7 @@ def bench_console(cfg, steps: int = 400, repeats: int = 3, seed: int = 0) -> dic
                 hooks.append(hook)
                 proc = subprocess.Popen([sys.executable, "-c", FLOOD_CLIENT, str(master)], pass_fds=(master,))
             try:
-                with Arena(cfg.arena) as body:
+                with kind("arena").make(cfg, "") as body:
                     runner = Runner(cfg, body, seed=seed, progress=False, hooks=hooks)
                     c0 = time.thread_time()
                     s = runner.run(steps)

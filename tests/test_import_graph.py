@@ -1,0 +1,42 @@
+"""The import graph is the folder map: the brain knows no body, and the bodies know only the brain's contract.
+
+Bodies are found by name through entry points (edge_runtime/bodies.py, pyproject.toml), never imported by the
+brain's package. Checked on the source (every import statement, at any depth, including those inside functions).
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("edge_runtime", "sim_bridge", "hardware", "calibration")
+
+
+def top_imports(src: str) -> set[str]:
+    """The top-level packages of this repository that a source imports (absolute imports, at any depth)."""
+    found = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found & set(PACKAGES)
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    return {str(f.relative_to(ROOT)): top_imports(f.read_text()) for f in sorted((ROOT / package).rglob("*.py"))}
+
+
+def test_the_brain_imports_no_body_package():
+    bad = {f: sorted(m - {"edge_runtime"}) for f, m in imports_of("edge_runtime").items() if m - {"edge_runtime"}}
+    assert bad == {}
+
+
+@pytest.mark.parametrize("body,other", [("sim_bridge", "hardware"), ("hardware", "sim_bridge")])
+def test_bodies_do_not_import_each_other(body, other):
+    assert {f: m for f, m in imports_of(body).items() if other in m} == {}
+
+
+def test_the_check_sees_imports_inside_functions():
+    src = "import os\ndef f():\n    from sim_bridge.arena import Arena\n    import hardware.robot\n    from . import x\n"
+    assert top_imports(src) == {"sim_bridge", "hardware"}
