@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from edge_runtime.body import Action, Body, Sense
+from edge_runtime.body import DRIVE_TURN_HEADS, Action, Body, MotorControl, Sense
 
 from .godot_bench import bench_godot
 from .godot_layout import AgentLayout
@@ -38,7 +38,8 @@ from .godot_world import GodotWorld
 
 log = logging.getLogger("sim_bridge.godot")
 
-__all__ = ["ARENA_PROJECT", "AgentLayout", "GodotBody", "GodotError", "GodotOptions", "GodotWorld", "bench_godot"]
+__all__ = ["ARENA_PROJECT", "AgentLayout", "GodotBody", "GodotError", "GodotOptions", "GodotWorld", "WheeledGodotBody",
+           "bench_godot"]
 
 class GodotBody(Body):
     """One agent of a Godot world, seen through the body contract."""
@@ -59,7 +60,13 @@ class GodotBody(Body):
     def launch(cls, options: GodotOptions | None = None, **kw) -> "GodotBody":
         """Start (or wait for) a Godot world and drive one of its agents; closing the body closes the world."""
         world = GodotWorld(options, **kw)
-        return cls(world, world.opts.agent, owns_world=True)
+        return cls.for_agent(world, world.opts.agent, owns_world=True)
+
+    @staticmethod
+    def for_agent(world: GodotWorld, agent: int, owns_world: bool = False) -> "GodotBody":
+        """The body of one agent: with the drive/turn heads (the bundled arena) it can also hold its motors."""
+        wheeled = world.layouts[agent].spec.action_heads == DRIVE_TURN_HEADS
+        return (WheeledGodotBody if wheeled else GodotBody)(world, agent, owns_world)
 
     @property
     def name(self) -> str:
@@ -118,3 +125,25 @@ class GodotBody(Body):
                     pass
         if self.owns_world:
             w.close()
+
+
+class WheeledGodotBody(GodotBody, MotorControl):
+    """A Godot agent with the drive/turn heads (the bundled arena): the console can hold it still.
+
+    Only there does "motors stopped" have a meaning the bridge knows (drive stop, turn none); a game with other
+    heads gets a plain GodotBody, and the console says it has no motor control."""
+
+    _held = False
+
+    def stop_motors(self) -> None:
+        self._held = True
+
+    def release_motors(self) -> None:
+        self._held = False
+
+    @property
+    def motors_held(self) -> bool:
+        return self._held
+
+    def act(self, action: Action) -> Sense:
+        return super().act({"drive": 1, "turn": 1} if self._held else action)

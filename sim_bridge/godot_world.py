@@ -283,7 +283,7 @@ class GodotWorld:
         """One body per agent; they step the world together (each act() waits for the others)."""
         from .godot_body import GodotBody  # (the body module builds on this one)
 
-        return [GodotBody(self, i) for i in range(self.n_agents)]
+        return [GodotBody.for_agent(self, i) for i in range(self.n_agents)]
 
     @property
     def bytes_in(self) -> int:

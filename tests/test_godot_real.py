@@ -142,3 +142,18 @@ def test_godot_rl_client_drives_the_arena():
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def test_the_bundled_arena_robot_can_hold_its_motors():
+    from edge_runtime.body import MotorControl
+
+    with GodotBody.launch(port=0, seed=5) as b:
+        assert isinstance(b, MotorControl)  # drive/turn heads: the bridge knows what "still" is
+        b.reset(seed=5)
+        b.stop_motors()
+        s0 = b.act(FWD_LEFT)
+        held = [b.act(FWD_LEFT) for _ in range(4)]
+        assert all(s.extra["action"] == STILL and s.extra["pos"] == s0.extra["pos"] for s in held)
+        b.release_motors()
+        moved = [b.act(FWD_LEFT) for _ in range(3)]
+        assert moved[-1].extra["action"] == FWD_LEFT and moved[-1].extra["pos"] != s0.extra["pos"]
