@@ -38,6 +38,8 @@ class BodyKind:
     selected_by: config sections whose presence makes this the body of `run --config` without --body.
     policies: evaluation policies only this kind can run, name -> factory() returning an
     edge_runtime.evaluate.Policy (the arena's oracle reads its world state).
+    config_sections: the other sections it reads from Config.extra, name -> "module:Class" of the dataclass that
+    validates them (imported only when a config has that section), so a bad key fails when the config loads.
     """
 
     name: str
@@ -49,6 +51,7 @@ class BodyKind:
     takes_arg: bool = False
     default: bool = False
     policies: Mapping[str, Callable[[], object]] = field(default_factory=dict)
+    config_sections: Mapping[str, str] = field(default_factory=dict)  # other sections it reads: name -> "module:Class"
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,6 +101,16 @@ def choose(cfg: "Config", name: str | None = None) -> tuple[BodyKind, str]:
 def make_body(cfg: "Config", name: str | None = None) -> "Body":
     k, arg = choose(cfg, name)
     return k.make(cfg, arg)
+
+
+def section_loader(ref: str) -> Callable[[], type]:
+    """"module:Class" -> a function importing and returning the class (config loading stays light)."""
+    def load():
+        import importlib
+
+        mod, _, cls = ref.partition(":")
+        return getattr(importlib.import_module(mod), cls)
+    return load
 
 
 def command(name: str) -> Callable:

@@ -158,7 +158,36 @@ class ConsoleConfig:
         return build_section(cls, "console", cfg.extra.get("console", {}))
 
 
-EXTRA_SECTIONS = {"service": ServiceConfig, "console": ConsoleConfig}  # validated on load, kept in Config.extra
+@dataclass
+class CheckpointConfig:
+    """The `[checkpoint]` section."""
+
+    enabled: bool = True
+    every_s: float = 600.0  # timer: a full checkpoint this often (0 = no timer; stop and requested saves only)
+    min_interval_s: float = 60.0  # wear guard: no two timer/requested saves closer than this (the stop save is exempt)
+    on_stop: bool = True  # a final checkpoint on graceful stop (SIGINT/SIGTERM, end of --steps)
+    dir: str = "checkpoints"  # relative to the run directory (or absolute)
+    background: bool = True  # timer/requested saves are written by a thread; the loop only serialises
+
+    def __post_init__(self):
+        w = "checkpoint"
+        check(self.every_s >= 0, f"{w}.every_s", f"must be >= 0 (0 = no timer), got {self.every_s}")
+        check(self.min_interval_s >= 0, f"{w}.min_interval_s", f"must be >= 0, got {self.min_interval_s}")
+        check(self.every_s == 0 or self.every_s >= self.min_interval_s, f"{w}.every_s",
+              f"must be >= checkpoint.min_interval_s ({self.min_interval_s}), the wear budget, got {self.every_s}")
+        check(bool(self.dir), f"{w}.dir", "must not be empty")
+
+    @classmethod
+    def from_config(cls, cfg: "Config") -> "CheckpointConfig":
+        data = cfg.extra.get("checkpoint", {})
+        if isinstance(data, CheckpointConfig):
+            return data
+        return build_section(cls, "checkpoint", data)
+
+
+# The runtime's own extra sections; a body kind declares its sections itself (BodyKind.config_sections).
+# All are validated when a config is loaded and kept in Config.extra as tables.
+EXTRA_SECTIONS = {"service": ServiceConfig, "console": ConsoleConfig, "checkpoint": CheckpointConfig}
 
 
 def _coerce(where: str, typ, value):
@@ -212,6 +241,13 @@ def section_to_dict(obj) -> dict:
     return out
 
 
+def _body_extra_sections() -> dict:
+    """Sections a body kind reads from Config.extra, name -> a loader of their dataclass (imported on use)."""
+    from .bodies import kinds, section_loader
+
+    return {name: section_loader(ref) for k in kinds().values() for name, ref in k.config_sections.items()}
+
+
 def _body_sections() -> dict[str, type]:
     """The config sections the installed body kinds own (e.g. [arena]), by name: typed like the core sections."""
     from .bodies import kinds  # (entry points: no body package is imported by name)
@@ -259,19 +295,19 @@ class Config:
     def from_dict(cls, data: dict, source: str = "config") -> "Config":
         known = {"model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
         body_types = _body_sections()
-        extra_ok = {"robot", "camera", "mcu", "service", "console", "checkpoint", "godot", "body", "gym"}
+        extra_types = {**{n: (lambda c=c: c) for n, c in EXTRA_SECTIONS.items()}, **_body_extra_sections()}
         parts, extra, bodies = {}, {}, {}
         for k, v in data.items():
             if k in known:
                 parts[k] = build_section(known[k], k, v)
             elif k in body_types:
                 bodies[k] = build_section(body_types[k], k, v)
-            elif k in extra_ok:
-                if k in EXTRA_SECTIONS:
-                    build_section(EXTRA_SECTIONS[k], k, v)  # names the field on a bad value
+            elif k in extra_types:
+                build_section(extra_types[k](), k, v)  # every key and value checked now, naming section.key
                 extra[k] = v
             else:
-                raise ConfigError(f"{k}: unknown section (known: {', '.join(sorted(set(known) | set(body_types) | extra_ok))})")
+                names = sorted(set(known) | set(body_types) | set(extra_types))
+                raise ConfigError(f"{k}: unknown section (known: {', '.join(names)})")
         return cls(**parts, extra=extra, bodies=bodies)
 
     @classmethod

@@ -15,4 +15,6 @@ def _make_robot(cfg, arg):
 
 
 ROBOT = BodyKind("robot", _make_robot, "the robot: stereo cameras + the MCU on a serial port ([robot] [camera] [mcu])",
-                 selected_by=("robot", "camera", "mcu"))
+                 selected_by=("robot", "camera", "mcu"),
+                 config_sections={"robot": "hardware.robot:RobotConfig", "camera": "hardware.camera:CameraConfig",
+                                  "mcu": "hardware.robot:McuConfig"})

@@ -116,6 +116,10 @@ class McuConfig:
         check(0 < self.heartbeat_s < self.silent_s, f"{w}.heartbeat_s", "must be > 0 and < silent_s")
         check(-1 <= self.touch <= P.MAX_TOUCH, f"{w}.touch", f"must be -1 or 0..{P.MAX_TOUCH}")
         check(isinstance(self.virtual, dict), f"{w}.virtual", "must be a table")
+        if self.virtual:  # [mcu.virtual]: checked with the config, not when the board starts
+            from .virtual_mcu import VirtualMcuConfig
+
+            build_section(VirtualMcuConfig, "mcu.virtual", self.virtual)
 
 
 def robot_configs(extra: dict) -> tuple[RobotConfig, CameraConfig, McuConfig]:
@@ -148,10 +152,7 @@ class RobotBody(Body, MotorControl, Revivable):
             if port == "virtual":
                 from .virtual_mcu import VirtualMCU, VirtualMcuConfig
 
-                try:
-                    vcfg = VirtualMcuConfig(**mcu.virtual)
-                except TypeError as e:
-                    raise ConfigError(f"mcu.virtual: {e}") from None
+                vcfg = build_section(VirtualMcuConfig, "mcu.virtual", mcu.virtual)
                 self.vmcu = VirtualMCU(vcfg)
                 port = self.vmcu.start()
                 log.info("virtual MCU on %s", port)

@@ -28,15 +28,33 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
 from edge_runtime.body import Action, Body, BodySpec, Sense
+from edge_runtime.config import check
 
 DEFAULT_EYES = (48, 64)
 HP_KEYS = ("hp", "health")
 ENERGY_KEYS = ("energy", "battery")
+
+
+@dataclass
+class GymConfig:
+    """The [gym] section: how `--body gym:ENV_ID` makes its env."""
+
+    eye_shape: Optional[tuple[int, int]] = None  # [H, W] of the eyes (None: the env's own image size, or 48x64)
+    kwargs: dict = field(default_factory=dict)  # [gym.kwargs]: keyword arguments for gymnasium.make
+
+    def __post_init__(self):
+        if self.eye_shape is not None:
+            check(isinstance(self.eye_shape, (list, tuple)) and len(self.eye_shape) == 2
+                  and all(isinstance(x, int) and x >= 8 for x in self.eye_shape), "gym.eye_shape",
+                  f"must be [H, W], both integers >= 8, got {self.eye_shape!r}")
+            self.eye_shape = tuple(self.eye_shape)
+        check(isinstance(self.kwargs, dict), "gym.kwargs", "must be a table")
 
 
 class GymBodyError(ValueError):

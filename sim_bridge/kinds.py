@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from edge_runtime.bodies import BodyError, BodyKind
-from edge_runtime.config import ConfigError
 
 from .arena import Arena, ArenaConfig
 
@@ -25,16 +24,20 @@ def _make_godot(cfg, arg):
 def _make_gym(cfg, env_id):
     from .gym_body import GymBody, GymBodyError
 
-    g = cfg.extra.get("gym", {})
-    if not isinstance(g, dict) or set(g) - {"eye_shape", "kwargs"}:
-        raise ConfigError("gym: known keys are eye_shape = [H, W] and a [gym.kwargs] table for gym.make")
+    from edge_runtime.config import build_section
+
+    from .gym_body import GymConfig
+
+    g = build_section(GymConfig, "gym", cfg.extra.get("gym", {}))
     try:
-        return GymBody.make(env_id, eye_shape=g.get("eye_shape"), **g.get("kwargs", {}))
+        return GymBody.make(env_id, eye_shape=g.eye_shape, **g.kwargs)
     except (GymBodyError, TypeError, ValueError) as e:
         raise BodyError(f"--body gym:{env_id}: {e}") from None
 
 
 ARENA = BodyKind("arena", lambda cfg, arg: Arena(cfg.arena), "the built-in arena (the default of --sim)",
                  section="arena", section_type=ArenaConfig, default=True, policies={"oracle": _oracle})
-GODOT = BodyKind("godot", _make_godot, "a Godot world over the Godot RL Agents protocol ([godot])")
-GYM = BodyKind("gym", _make_gym, "any gymnasium env: --body gym:ENV_ID ([gym])", takes_arg=True)
+GODOT = BodyKind("godot", _make_godot, "a Godot world over the Godot RL Agents protocol ([godot])",
+                 config_sections={"godot": "sim_bridge.godot_options:GodotOptions"})
+GYM = BodyKind("gym", _make_gym, "any gymnasium env: --body gym:ENV_ID ([gym])", takes_arg=True,
+               config_sections={"gym": "sim_bridge.gym_body:GymConfig"})

@@ -151,3 +151,16 @@ def test_eval_a_flash_checkpoint_file_and_a_run_dir_without_weights(tmp_path):
         c.unlink()
     rc, out, err = run("eval", "--policy", str(d), "--lives", "1", "--cap", "100")
     assert rc == 2 and "no valid checkpoint" in err
+
+
+@pytest.mark.parametrize("section,key", [("robot", "bump_damag"), ("camera", "fsp"), ("mcu", "bauds"),
+                                         ("godot", "prot"), ("gym", "eyes"), ("checkpoint", "evry_s"),
+                                         ("console", "writeable"), ("service", "status"), ("arena", "sise")])
+def test_every_section_is_checked_when_the_config_loads(tmp_path, section, key, capsys):
+    """A misspelt key in any section fails at load with one line naming it, before any body or device starts."""
+    f = tmp_path / "c.toml"
+    extra = {"camera": 'backend = "replay"\n', "mcu": 'port = "virtual"\n'}.get(section, "")
+    f.write_text(f"[{section}]\n{extra}{key} = 1\n")
+    assert main(["eval", "--policy", "random", "--lives", "1", "--config", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{section}.{key}: unknown key" in err[0]

@@ -5,9 +5,8 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
 
-from ..config import Config, build_section, check
+from ..config import CheckpointConfig
 from ..runtime import Hook
 from .fileformat import HEADER_SIZE, CheckpointError, SlotInfo, encode
 from .state import apply, capture
@@ -17,33 +16,6 @@ log = logging.getLogger("edge_runtime.checkpoint")
 
 
 # ---------------------------------------------------------------------------- config
-@dataclass
-class CheckpointConfig:
-    """The `[checkpoint]` section."""
-
-    enabled: bool = True
-    every_s: float = 600.0  # timer: a full checkpoint this often (0 = no timer; stop and requested saves only)
-    min_interval_s: float = 60.0  # wear guard: no two timer/requested saves closer than this (the stop save is exempt)
-    on_stop: bool = True  # a final checkpoint on graceful stop (SIGINT/SIGTERM, end of --steps)
-    dir: str = "checkpoints"  # relative to the run directory (or absolute)
-    background: bool = True  # timer/requested saves are written by a thread; the loop only serialises
-
-    def __post_init__(self):
-        w = "checkpoint"
-        check(self.every_s >= 0, f"{w}.every_s", f"must be >= 0 (0 = no timer), got {self.every_s}")
-        check(self.min_interval_s >= 0, f"{w}.min_interval_s", f"must be >= 0, got {self.min_interval_s}")
-        check(self.every_s == 0 or self.every_s >= self.min_interval_s, f"{w}.every_s",
-              f"must be >= checkpoint.min_interval_s ({self.min_interval_s}), the wear budget, got {self.every_s}")
-        check(bool(self.dir), f"{w}.dir", "must not be empty")
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> "CheckpointConfig":
-        data = cfg.extra.get("checkpoint", {})
-        if isinstance(data, CheckpointConfig):
-            return data
-        return build_section(cls, "checkpoint", data)
-
-
 def ring_cost(rule) -> tuple[int, int]:
     """(bytes per RAM rollback snapshot, bytes when the ring is full)."""
     per = sum(t.numel() * t.element_size() for ts in rule.snapshot_tensors().values() for t in ts)
