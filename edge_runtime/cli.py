@@ -43,7 +43,7 @@ def _add_common(p: argparse.ArgumentParser, steps_default=None):
 
 
 def parse_value(text: str):
-    import tomllib
+    from .config import tomllib
 
     try:
         return tomllib.loads(f"v = {text}")["v"]

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser from PyPI
+    import tomli as tomllib
 
 
 class ConfigError(ValueError):

@@ -1,7 +1,6 @@
 """Turn a Sense into model inputs: raw pixels and body vector, no hand-made features."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
@@ -18,6 +17,8 @@ class SenseEncoder:
         out = []
         for img in (sense.left, sense.right):
             if img.shape[:2] != (self.h, self.w):
+                import cv2  # (here, not at import: the core imports without OpenCV; a board brings its own)
+
                 img = cv2.resize(img, (self.w, self.h), interpolation=cv2.INTER_AREA)
             out.append(img)
         x = np.concatenate(out, 2).astype(np.float32)

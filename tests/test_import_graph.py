@@ -40,3 +40,17 @@ def test_bodies_do_not_import_each_other(body, other):
 def test_the_check_sees_imports_inside_functions():
     src = "import os\ndef f():\n    from sim_bridge.arena import Arena\n    import hardware.robot\n    from . import x\n"
     assert top_imports(src) == {"sim_bridge", "hardware"}
+
+
+def test_the_core_imports_and_configures_without_opencv():
+    """A board keeps its vendor OpenCV (or none, for an act-only box): the brain, its config and the CLI import
+    without cv2; only resizing eyes and the cameras need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['cv2'] = None\n"
+            "import edge_runtime.cli, edge_runtime.runtime, edge_runtime.checkpoint, edge_runtime.console\n"
+            "from edge_runtime.config import Config; Config.from_dict({'arena': {'eye_w': 32}})\n"
+            "assert 'cv2' not in sys.modules or sys.modules['cv2'] is None\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
