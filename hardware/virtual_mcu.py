@@ -37,21 +37,19 @@ new one behind the same symlink).
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import random
 import select
-import tempfile
 import threading
 import time
-import tty
 from dataclasses import dataclass, field
 
 from edge_runtime.config import ConfigError
 
 from . import protocol as P
+from .pty_port import PtyPort
 
 log = logging.getLogger("hardware.virtual_mcu")
 
@@ -125,15 +123,11 @@ class VirtualMCU:
         self._events = open(events, "a", buffering=1) if events else None
         self._dup_n = self._reorder_n = self._drop_n = 0
         self._held_frame: bytes | None = None
-        self._tmpdir = None
-        if link is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="edge-vmcu-")
-            link = os.path.join(self._tmpdir, "ttyVMCU0")
-        self.path = link
+        self.port = PtyPort(link)
+        self.path = self.port.path
         self.rng = random.Random(self.cfg.seed)
         self.stats = VirtualMcuStats()
         self._lock = threading.RLock()
-        self._master = self._slave = None
         self._thread = None
         self._stop = threading.Event()
         self._stall_until = 0.0
@@ -149,7 +143,7 @@ class VirtualMCU:
 
     # -------------------------------------------------------------- controls
     def start(self) -> str:
-        self._open_pty()
+        self.port.plug()
         self._thread = threading.Thread(target=self._run, name="virtual-mcu", daemon=True)
         self._thread.start()
         return self.path
@@ -158,15 +152,10 @@ class VirtualMCU:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
-        self._close_pty()
+        self.port.remove()
         if self._events is not None:
             self._events.close()
             self._events = None
-        if self._tmpdir:
-            try:
-                os.rmdir(self._tmpdir)
-            except OSError:
-                pass
 
     def __enter__(self):
         self.start()
@@ -181,7 +170,7 @@ class VirtualMCU:
         with self._lock:
             self._event("unplug", s=float(seconds))
             self._unplug_until = time.monotonic() + seconds
-            self._close_pty()
+            self.port.unplug()
             self.left = self.right = 0  # USB power gone: the board is off
         log.info("unplugged for %.1f s", seconds)
 
@@ -260,7 +249,14 @@ class VirtualMCU:
 
     @property
     def plugged(self) -> bool:
-        return self._master is not None
+        return self.port.plugged
+
+    @property
+    def _pty_name(self) -> str | None:
+        return self.port.pty_name
+
+    def _write_raw(self, data: bytes):
+        self.port.write(data)
 
     def status(self) -> dict:
         with self._lock:
@@ -268,47 +264,6 @@ class VirtualMCU:
                     "battery_mv": self._battery_mv(0.0), "motors": (self.left, self.right), "dead": self.dead,
                     "failsafe": self.failsafe, "line_noise": self.cfg.line_noise, "version": self.version,
                     **{k: v for k, v in vars(self.stats).items() if k != "motor_log"}}
-
-    # -------------------------------------------------------------- pty
-    _pty_name = None
-
-    def _open_pty(self):
-        m, s = os.openpty()
-        tty.setraw(s)  # no echo, no line editing: a byte pipe like a UART
-        os.set_blocking(m, False)
-        self._master, self._slave = m, s
-        self._pty_name = os.ttyname(s)
-        tmp = self.path + ".new"
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        os.symlink(self._pty_name, tmp)
-        os.replace(tmp, self.path)
-
-    def _close_pty(self):
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self._master = self._slave = None
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-    def _write_raw(self, data: bytes):
-        if self._master is None:
-            return
-        try:
-            os.write(self._master, data)
-        except BlockingIOError:
-            pass  # nobody reads: the UART's bytes are lost, like on a real board
-        except OSError as e:
-            if e.errno not in (errno.EIO, errno.EAGAIN):
-                raise
 
     def _event(self, kind: str, **kw):
         if self._events is not None:
@@ -526,10 +481,10 @@ class VirtualMCU:
             now = time.monotonic()
             with self._lock:
                 dt, last = now - last, now
-                if self._master is None:  # unplugged
+                if not self.port.plugged:  # unplugged
                     self._physics(now, dt)
                     if now >= self._unplug_until:
-                        self._open_pty()
+                        self.port.plug()
                         self._boot(0)  # power-on
                         log.info("plugged in again at %s", self._pty_name)
                     master = None
@@ -545,7 +500,7 @@ class VirtualMCU:
                     if stalled:
                         stalled = False
                         self._boot(2)  # its watchdog
-                    master = self._master
+                    master = self.port.master
             if master is None:
                 time.sleep(0.005)
                 continue
@@ -562,7 +517,7 @@ class VirtualMCU:
                 except OSError:
                     pass
             with self._lock:
-                if self._master != master:
+                if self.port.master != master:
                     continue
                 now = time.monotonic()
                 for rec in self.dec.feed(data):
