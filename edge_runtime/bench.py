@@ -115,8 +115,6 @@ def _job(job: dict) -> list[dict]:
 
 def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, lives: int, cap: int | None,
                    jobs: int, out_dir: str | None, label: str | None) -> dict:
-    from .evaluate import format_row
-
     t0 = time.perf_counter()
     out = Path(out_dir or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)

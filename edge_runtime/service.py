@@ -118,7 +118,7 @@ def status_line(runner) -> str:
     s = runner.sense
     lives = len(runner.lifespans)
     hp = f"hp {s.hp:.2f} en {s.energy:.2f}" if s is not None else "no senses yet"
-    learn = "learning" if getattr(runner.rule, "learning", True) else "frozen"
+    learn = "learning" if runner.rule.learning else "frozen"
     return f"step {runner.rule.steps} | life {lives + 1} ({lives} ended) | {hp} | {learn}"
 
 

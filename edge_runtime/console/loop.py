@@ -114,7 +114,9 @@ class ConsoleHook(Hook):
 
     @staticmethod
     def _checkpoint_hook(runner):
-        return next((h for h in runner.hooks if hasattr(h, "request_save") and hasattr(h, "status")), None)
+        from ..checkpoint import CheckpointHook  # (the loop side runs inside the runtime: torch is loaded already)
+
+        return next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
 
     def run_command(self, runner, sense, m, cmd: str, args: list[str]) -> str:
         rule, body = runner.rule, runner.body
@@ -182,7 +184,7 @@ class ConsoleHook(Hook):
             ck = self._checkpoint_hook(runner)
             if ck is not None:
                 ck.request_save()
-                gap = getattr(getattr(ck, "cfg", None), "min_interval_s", 0)
+                gap = ck.cfg.min_interval_s
                 return (f"checkpoint requested: written at the next living step at least {gap:g} s after the last one "
                         "(wear guard; see status)")
             now = time.monotonic()
