@@ -142,25 +142,29 @@ class Body(abc.ABC):
 
 
 # ---------------------------------------------------------------- capabilities a body may declare
-class MotorControl(abc.ABC):
+class MotorControl:
     """A body whose motors can be stopped and held from outside the brain (console `motors stop|go`).
 
     While held, act() still runs (the brain still senses and learns) but the
-    body does not move.
+    body does not move: a body declaring this honours `motors_held` in act(),
+    and extends stop_motors() when stopping takes more than that (the robot
+    sends STOP to its board).
     """
 
-    @abc.abstractmethod
+    _held = False
+
     def stop_motors(self) -> None:
         """Stop now and hold still until release_motors()."""
+        self._held = True
 
-    @abc.abstractmethod
     def release_motors(self) -> None:
         """Let the brain's actions move the body again."""
+        self._held = False
 
     @property
-    @abc.abstractmethod
     def motors_held(self) -> bool:
         """True between stop_motors() and release_motors()."""
+        return self._held
 
 
 class Revivable(abc.ABC):

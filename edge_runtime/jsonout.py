@@ -24,5 +24,9 @@ def strict(obj):
 
 
 def dumps(obj, **kw) -> str:
-    """json.dumps that never writes NaN/Infinity (raises ValueError if something non-finite slipped through)."""
-    return json.dumps(strict(obj), allow_nan=False, **kw)
+    """json.dumps that never writes NaN/Infinity. Plain data goes straight through (metrics are written every
+    step); only what json refuses (a NaN, a numpy scalar) is walked and cleaned."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kw)
+    except (ValueError, TypeError):
+        return json.dumps(strict(obj), allow_nan=False, **kw)

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from .body import Body, MotorControl, Revivable, Sense
-from .hooks import Hook
 from .config import Config, ConfigError, section_to_dict
+from .hooks import Hook
 from .jsonout import dumps
 from .rules import Feeling, Rule, build
 from .senses import SenseEncoder

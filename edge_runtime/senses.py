@@ -4,6 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+try:
+    import cv2
+except ImportError:  # the core imports without OpenCV (a board brings its own); only resizing needs it
+    cv2 = None
+
 from .body import BodySpec, Sense
 
 
@@ -17,8 +22,9 @@ class SenseEncoder:
         out = []
         for img in (sense.left, sense.right):
             if img.shape[:2] != (self.h, self.w):
-                import cv2  # (here, not at import: the core imports without OpenCV; a board brings its own)
-
+                if cv2 is None:
+                    raise RuntimeError("resizing the eyes needs OpenCV: pip install -e '.[opencv]', or the board's "
+                                       "own (python3-opencv, JetPack's)")
                 img = cv2.resize(img, (self.w, self.h), interpolation=cv2.INTER_AREA)
             out.append(img)
         x = np.concatenate(out, 2).astype(np.float32)

@@ -144,7 +144,6 @@ class RobotBody(Body, MotorControl, Revivable):
         self._closed = False
         self._revive = threading.Event()
         self._interrupted = threading.Event()
-        self._held = False
         self.counts = {"deaths": 0, "bumps": 0, "revived": 0, "link_down_steps": 0, "battery_deaths": 0,
                        "tilt_deaths": 0, "injury_deaths": 0, "old_report_steps": 0}
         try:
@@ -224,7 +223,7 @@ class RobotBody(Body, MotorControl, Revivable):
         drive, turn = self.spec.normalize_action(action)
         c = self.cfg
         d, t = DRIVE[drive] * c.drive_power, TURN[turn] * c.turn_power
-        if self._held:  # console `motors stop`: the brain acts, the wheels do not
+        if self.motors_held:  # console `motors stop`: the brain acts, the wheels do not
             d = t = 0.0
         self.link.send_motor(int(d - t), int(d + t))
         if c.control_hz > 0:  # hold the action for one control period
@@ -237,17 +236,10 @@ class RobotBody(Body, MotorControl, Revivable):
             self._die()
         return sense
 
-    # -- MotorControl
+    # -- MotorControl (the held flag is the capability's; stopping also tells the board at once)
     def stop_motors(self) -> None:
-        self._held = True
+        super().stop_motors()
         self.link.stop_motors()
-
-    def release_motors(self) -> None:
-        self._held = False
-
-    @property
-    def motors_held(self) -> bool:
-        return self._held
 
     # -- Revivable
     @property

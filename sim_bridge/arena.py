@@ -120,7 +120,6 @@ class Arena(Body, MotorControl, Restorable):
         self._frame = 0
         self._rays_prepared = False
         self._seeded = False
-        self._held = False  # console `motors stop`: the robot holds still whatever the brain chooses
 
     # ---------------------------------------------------------------- lifecycle
     def reset(self, seed: int | None = None) -> Sense:
@@ -192,17 +191,6 @@ class Arena(Body, MotorControl, Restorable):
         self._counters = json.loads(st["counters"])
         return self._sense()
 
-    # -- MotorControl
-    def stop_motors(self) -> None:
-        self._held = True
-
-    def release_motors(self) -> None:
-        self._held = False
-
-    @property
-    def motors_held(self) -> bool:
-        return self._held
-
     def _check_open(self):
         if self._closed:
             raise RuntimeError("Arena: body is closed")
@@ -240,7 +228,8 @@ class Arena(Body, MotorControl, Restorable):
             raise RuntimeError("Arena: act() on a dead body; call respawn() or reset()")
         c = self.cfg
         drive_i, turn_i = self.spec.normalize_action(action)
-        drive, turn = (0.0, 0.0) if self._held else (DRIVE[drive_i], TURN[turn_i])
+        # console `motors stop` (MotorControl): the robot holds still whatever the brain chooses
+        drive, turn = (0.0, 0.0) if self.motors_held else (DRIVE[drive_i], TURN[turn_i])
         self.heading = (self.heading + turn * math.radians(c.turn_rate_deg) + math.pi) % (2 * math.pi) - math.pi
         speed = c.forward_speed if drive > 0 else (c.back_speed if drive < 0 else 0.0)
         v = np.array([math.cos(self.heading), math.sin(self.heading)]) * speed * (1 if drive >= 0 else -1)

@@ -133,17 +133,5 @@ class WheeledGodotBody(GodotBody, MotorControl):
     Only there does "motors stopped" have a meaning the bridge knows (drive stop, turn none); a game with other
     heads gets a plain GodotBody, and the console says it has no motor control."""
 
-    _held = False
-
-    def stop_motors(self) -> None:
-        self._held = True
-
-    def release_motors(self) -> None:
-        self._held = False
-
-    @property
-    def motors_held(self) -> bool:
-        return self._held
-
     def act(self, action: Action) -> Sense:
-        return super().act({"drive": 1, "turn": 1} if self._held else action)
+        return super().act({"drive": 1, "turn": 1} if self.motors_held else action)
