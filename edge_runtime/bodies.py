@@ -33,13 +33,14 @@ class BodyKind:
 
     make(cfg, arg) builds the body from the whole config (`arg` is what follows the colon in `--body gym:ENV_ID`,
     else ""); it raises BodyError (or ConfigError naming a field) when it cannot.
-    section / section_type: the config section the kind owns, validated with that dataclass on load
-    (None: the kind reads untyped sections from Config.extra).
+    section / section_type: the config section the kind owns and always has (with its defaults when the file
+    does not), typed by that dataclass.
     selected_by: config sections whose presence makes this the body of `run --config` without --body.
     policies: evaluation policies only this kind can run, name -> factory() returning an
     edge_runtime.evaluate.Policy (the arena's oracle reads its world state).
-    config_sections: the other sections it reads from Config.extra, name -> "module:Class" of the dataclass that
-    validates them (imported only when a config has that section), so a bad key fails when the config loads.
+    config_sections: the other sections it reads, name -> "module:Class" of their dataclass (imported only when a
+    config has or asks for that section). Every section is built into its dataclass when the config loads, so a
+    bad key fails then, naming it; the body reads it typed with `cfg.section(name)`.
     """
 
     name: str
@@ -93,7 +94,7 @@ def choose(cfg: "Config", name: str | None = None) -> tuple[BodyKind, str]:
     if name:
         return kind(name), name.split(":", 1)[1] if ":" in name else ""
     for k in kinds().values():
-        if set(k.selected_by) & set(cfg.extra):
+        if any(cfg.has(s) for s in k.selected_by):
             return k, ""
     return default_kind(), ""
 

@@ -246,12 +246,12 @@ def cmd_run(args) -> int:
             args.config = str(Path(args.resume) / "config.toml")
     cfg = load_config(args)
     if args.godot_project:
-        cfg.extra["godot"] = {**cfg.extra.get("godot", {}), "project": args.godot_project}
-    from .checkpoint import CheckpointConfig, CheckpointError, checkpoint_hooks, run_dir_holds_a_run, set_run_aside
+        cfg = cfg.replace("godot", project=args.godot_project)
+    from .checkpoint import CheckpointError, checkpoint_hooks, run_dir_holds_a_run, set_run_aside
     from .runtime import Runner
 
     run_dir = args.resume or args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
-    if args.cont and not CheckpointConfig.from_config(cfg).enabled:
+    if args.cont and not cfg.section("checkpoint").enabled:
         raise UsageError("--continue needs checkpoints ([checkpoint] enabled = false leaves nothing to continue from)")
     if not args.resume:
         held = run_dir_holds_a_run(cfg, run_dir)  # None, or what is there ("a checkpoint at step 5000", ...)

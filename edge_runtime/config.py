@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 try:
     import tomllib
@@ -138,10 +140,6 @@ class ServiceConfig:
     def __post_init__(self):
         check(self.status_every_s > 0, "service.status_every_s", "must be > 0")
 
-    @classmethod
-    def from_config(cls, cfg: "Config") -> "ServiceConfig":
-        return build_section(cls, "service", cfg.extra.get("service", {}))
-
 
 @dataclass
 class ConsoleConfig:
@@ -156,10 +154,6 @@ class ConsoleConfig:
         check(self.baud > 0, "console.baud", "must be > 0")
         check(self.stream_every_s >= 0.1, "console.stream_every_s", "must be >= 0.1")
         check(0 < len(self.prompt) <= 32 and self.prompt.isprintable(), "console.prompt", "must be 1..32 printable characters")
-
-    @classmethod
-    def from_config(cls, cfg: "Config") -> "ConsoleConfig":
-        return build_section(cls, "console", cfg.extra.get("console", {}))
 
 
 @dataclass
@@ -181,21 +175,24 @@ class CheckpointConfig:
               f"must be >= checkpoint.min_interval_s ({self.min_interval_s}), the wear budget, got {self.every_s}")
         check(bool(self.dir), f"{w}.dir", "must not be empty")
 
-    @classmethod
-    def from_config(cls, cfg: "Config") -> "CheckpointConfig":
-        data = cfg.extra.get("checkpoint", {})
-        if isinstance(data, CheckpointConfig):
-            return data
-        return build_section(cls, "checkpoint", data)
+
+# The sections of the brain itself, typed on Config as attributes.
+CORE_SECTIONS = {"model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
+# The runtime's other sections; a body kind declares its own (BodyKind.section, BodyKind.config_sections).
+RUNTIME_SECTIONS = {"service": ServiceConfig, "console": ConsoleConfig, "checkpoint": CheckpointConfig}
 
 
-# The runtime's own extra sections; a body kind declares its sections itself (BodyKind.config_sections).
-# All are validated when a config is loaded and kept in Config.extra as tables.
-EXTRA_SECTIONS = {"service": ServiceConfig, "console": ConsoleConfig, "checkpoint": CheckpointConfig}
+def _is_dataclass_type(typ) -> bool:
+    return isinstance(typ, type) and dataclasses.is_dataclass(typ)
 
 
 def _coerce(where: str, typ, value):
     origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):  # Optional[X] / X | None: None stays None
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(where, args[0], value) if len(args) == 1 else value
     if typ is bool:
         check(isinstance(value, bool), where, f"must be true/false, got {value!r}")
         return value
@@ -208,6 +205,11 @@ def _coerce(where: str, typ, value):
     if typ is str:
         check(isinstance(value, str), where, f"must be a string, got {value!r}")
         return value
+    if typ is dict or origin is dict:
+        check(isinstance(value, dict), where, f"must be a table, got {value!r}")
+        return dict(value)
+    if _is_dataclass_type(typ):  # a sub-table such as [mcu.virtual]
+        return value if isinstance(value, typ) else build_section(typ, where, value)
     if origin is tuple:
         check(isinstance(value, (list, tuple)), where, f"must be a list, got {value!r}")
         args = typing.get_args(typ)
@@ -238,81 +240,109 @@ def build_section(cls, section: str, data: dict):
 
 
 def section_to_dict(obj) -> dict:
+    """A typed section back to TOML-able data (unset optional fields, None, are left out)."""
     out = {}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
-        out[f.name] = list(v) if isinstance(v, tuple) else v
+        if v is None:
+            continue
+        if dataclasses.is_dataclass(v):
+            v = section_to_dict(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, dict):
+            v = dict(v)
+        out[f.name] = v
     return out
 
 
-def _body_extra_sections() -> dict:
-    """Sections a body kind reads from Config.extra, name -> a loader of their dataclass (imported on use)."""
-    from .bodies import kinds, section_loader
+@dataclass(frozen=True)
+class SectionType:
+    """One config section other than the core three: its name, its dataclass (imported on first use), its owner."""
 
-    return {name: section_loader(ref) for k in kinds().values() for name, ref in k.config_sections.items()}
+    name: str
+    load: Callable[[], type]
+    owner: str  # "runtime" or the body kind that declares it
+    always: bool = False  # kept with its defaults even when the file does not have it (a body kind's own section)
 
 
-def _body_sections() -> dict[str, type]:
-    """The config sections the installed body kinds own (e.g. [arena]), by name: typed like the core sections."""
-    from .bodies import kinds  # (entry points: no body package is imported by name)
+def section_types() -> dict[str, SectionType]:
+    """Every non-core section the installed runtime knows: its own and those the body kinds declare."""
+    from .bodies import kinds, section_loader  # (entry points: no body package is imported by name)
 
-    return {k.section: k.section_type for k in kinds().values() if k.section and k.section_type}
+    out = {n: SectionType(n, (lambda c=c: c), "runtime") for n, c in RUNTIME_SECTIONS.items()}
+    for k in kinds().values():
+        if k.section and k.section_type:
+            out[k.section] = SectionType(k.section, (lambda c=k.section_type: c), k.name, always=True)
+        for name, ref in k.config_sections.items():
+            out.setdefault(name, SectionType(name, section_loader(ref) if isinstance(ref, str) else (lambda c=ref: c),
+                                             k.name))
+    return out
 
 
 @dataclass
 class Config:
-    """The whole runtime configuration.
+    """The whole runtime configuration, every section typed.
 
-    Core sections are typed here; a body kind's own section (the arena's [arena]) is typed by the body package
-    that declares it (edge_runtime.bodies) and kept in `bodies`; `cfg.arena` reads it. Untyped sections owned by
-    other parts (robot, camera, mcu, godot, gym, service, console, checkpoint) stay in `extra`.
+    model, rule and runtime are attributes. Every other section ([service], [console], [checkpoint], and those the
+    body kinds declare: [arena], [robot], [camera], [mcu], [godot], [gym]) is an instance of the dataclass declared
+    next to the code it configures, kept in `sections` by name: `cfg.section("mcu")` (or `cfg.mcu`) reads it. A
+    section the file does not have reads as its defaults, or, when it has required fields, as a ConfigError that
+    names it; `cfg.has(name)` says whether the file had it (a body kind is selected by the sections present).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    extra: dict = field(default_factory=dict)  # sections owned by other parts (hardware, service, ...)
-    bodies: dict = field(default_factory=dict)  # typed body sections, by name; defaults filled in
+    sections: dict = field(default_factory=dict)  # name -> typed section (those given, and body kinds' own ones)
 
     def __post_init__(self):
-        for name, typ in _body_sections().items():
-            if name not in self.bodies:
-                self.bodies[name] = typ()
+        for name, st in section_types().items():
+            if st.always and name not in self.sections:
+                self.sections[name] = st.load()()
 
-    def __getattr__(self, name):  # cfg.arena: a body section by its name
-        bodies = self.__dict__.get("bodies", {})
-        if name in bodies:
-            return bodies[name]
-        raise AttributeError(f"Config has no section {name!r}")
+    def has(self, name: str) -> bool:
+        return name in self.sections
+
+    def section(self, name: str, needed_by: str = ""):
+        """The typed section `name`: as given, else its defaults; ConfigError if it cannot go without values."""
+        if name in self.sections:
+            return self.sections[name]
+        types_ = section_types()
+        if name not in types_:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(sorted(set(CORE_SECTIONS) | set(types_)))})")
+        try:
+            return build_section(types_[name].load(), name, {})
+        except ConfigError as e:
+            why = f" for {needed_by}" if needed_by else ""
+            raise ConfigError(f"{name}: section needed{why} ({e})") from None
+
+    def __getattr__(self, name):  # cfg.arena, cfg.mcu: a section by its name
+        if name.startswith("_") or name in ("model", "rule", "runtime", "sections"):
+            raise AttributeError(name)
+        try:
+            return self.section(name)
+        except ConfigError as e:
+            raise AttributeError(f"Config: {e}") from None
 
     def to_dict(self) -> dict:
-        d = {name: section_to_dict(sec) for name, sec in self.bodies.items()}
-        d.update({
-            "model": section_to_dict(self.model),
-            "rule": section_to_dict(self.rule),
-            "runtime": section_to_dict(self.runtime),
-        })
-        d.update(self.extra)
+        d = {name: section_to_dict(sec) for name, sec in self.sections.items()}
+        d.update({name: section_to_dict(getattr(self, name)) for name in CORE_SECTIONS})
         return d
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "Config":
-        known = {"model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
-        body_types = _body_sections()
-        extra_types = {**{n: (lambda c=c: c) for n, c in EXTRA_SECTIONS.items()}, **_body_extra_sections()}
-        parts, extra, bodies = {}, {}, {}
+        types_ = section_types()
+        parts, sections = {}, {}
         for k, v in data.items():
-            if k in known:
-                parts[k] = build_section(known[k], k, v)
-            elif k in body_types:
-                bodies[k] = build_section(body_types[k], k, v)
-            elif k in extra_types:
-                build_section(extra_types[k](), k, v)  # every key and value checked now, naming section.key
-                extra[k] = v
+            if k in CORE_SECTIONS:
+                parts[k] = build_section(CORE_SECTIONS[k], k, v)
+            elif k in types_:
+                sections[k] = build_section(types_[k].load(), k, v)  # every key and value checked now, naming section.key
             else:
-                names = sorted(set(known) | set(body_types) | set(extra_types))
+                names = sorted(set(CORE_SECTIONS) | set(types_))
                 raise ConfigError(f"{k}: unknown section (known: {', '.join(names)})")
-        return cls(**parts, extra=extra, bodies=bodies)
+        return cls(**parts, sections=sections)
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
@@ -333,5 +363,5 @@ class Config:
     def replace(self, section: str, **changes) -> "Config":
         """A copy with some fields of one section changed (validated again)."""
         d = self.to_dict()
-        d[section] = {**d[section], **changes}
+        d[section] = {**d.get(section, {}), **changes}
         return Config.from_dict(d)

@@ -146,9 +146,7 @@ class ServiceHook(Hook):
             return None
         every = 5.0
         if cfg is not None:
-            from .config import ServiceConfig
-
-            every = ServiceConfig.from_config(cfg).status_every_s
+            every = cfg.section("service").status_every_s
         return cls(env=env, status_every_s=every)
 
     # -- Hook

@@ -29,16 +29,17 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from edge_runtime.body import DRIVE, DRIVE_TURN_HEADS, TURN, Action, Body, BodySpec, MotorControl, Revivable, Sense
-from edge_runtime.config import ConfigError, build_section, check
+from edge_runtime.config import ConfigError, check
 
 from . import protocol as P
 from .camera import CameraConfig, StereoCamera, open_stereo
 from .mcu_link import McuLink, McuLinkError, McuVersionError
+from .virtual_mcu import VirtualMCU, VirtualMcuConfig
 
 log = logging.getLogger("hardware.robot")
 
@@ -104,7 +105,7 @@ class McuConfig:
     silent_s: float = 0.5  # no frame for this long: the MCU is silent, reopen the port
     heartbeat_s: float = 0.1
     touch: int = -1  # expected touch channels; -1: whatever the MCU's hello says
-    virtual: dict = field(default_factory=dict)  # [mcu.virtual]: hardware.virtual_mcu.VirtualMcuConfig fields
+    virtual: VirtualMcuConfig | None = None  # [mcu.virtual]: the simulated board's settings (port = "virtual")
 
     def __post_init__(self):
         w = "mcu"
@@ -115,23 +116,17 @@ class McuConfig:
         check(self.silent_s > 0, f"{w}.silent_s", "must be > 0")
         check(0 < self.heartbeat_s < self.silent_s, f"{w}.heartbeat_s", "must be > 0 and < silent_s")
         check(-1 <= self.touch <= P.MAX_TOUCH, f"{w}.touch", f"must be -1 or 0..{P.MAX_TOUCH}")
-        check(isinstance(self.virtual, dict), f"{w}.virtual", "must be a table")
-        if self.virtual:  # [mcu.virtual]: checked with the config, not when the board starts
-            from .virtual_mcu import VirtualMcuConfig
-
-            build_section(VirtualMcuConfig, "mcu.virtual", self.virtual)
+        check(self.virtual is None or isinstance(self.virtual, VirtualMcuConfig), f"{w}.virtual", "must be a table")
 
 
-def robot_configs(extra: dict) -> tuple[RobotConfig, CameraConfig, McuConfig]:
-    """Build the three sections from Config.extra, naming `section.key` on any problem."""
-    robot = build_section(RobotConfig, "robot", extra.get("robot", {}))
-    if "camera" not in extra:
+def robot_configs(cfg) -> tuple[RobotConfig, CameraConfig, McuConfig]:
+    """The robot's three sections of a runtime Config; [camera] and [mcu] have no defaults to fall back on."""
+    if not cfg.has("camera"):
         raise ConfigError("camera: section needed for the robot body ([camera] backend, left, right)")
-    camera = build_section(CameraConfig, "camera", extra["camera"])
-    if "mcu" not in extra:
+    if not cfg.has("mcu"):
         raise ConfigError("mcu: section needed for the robot body: [mcu] port = \"/dev/serial/by-id/...\" "
                           "(or port = \"virtual\" for the simulated board)")
-    return robot, camera, build_section(McuConfig, "mcu", extra["mcu"])
+    return cfg.section("robot"), cfg.section("camera"), cfg.section("mcu")
 
 
 class RobotBody(Body, MotorControl, Revivable):
@@ -149,10 +144,7 @@ class RobotBody(Body, MotorControl, Revivable):
         try:
             port = mcu.port
             if port == "virtual":
-                from .virtual_mcu import VirtualMCU, VirtualMcuConfig
-
-                vcfg = build_section(VirtualMcuConfig, "mcu.virtual", mcu.virtual)
-                self.vmcu = VirtualMCU(vcfg)
+                self.vmcu = VirtualMCU(mcu.virtual or VirtualMcuConfig())
                 port = self.vmcu.start()
                 log.info("virtual MCU on %s", port)
             self.link = McuLink(port, mcu.baud, silent_s=mcu.silent_s, heartbeat_s=mcu.heartbeat_s)
@@ -405,8 +397,8 @@ class RobotBody(Body, MotorControl, Revivable):
 
 
 def build_robot_body(cfg) -> RobotBody:
-    """The robot body from a runtime Config ([robot], [camera], [mcu] in cfg.extra)."""
-    robot, camera, mcu = robot_configs(cfg.extra)
+    """The robot body from a runtime Config ([robot], [camera], [mcu])."""
+    robot, camera, mcu = robot_configs(cfg)
     try:
         return RobotBody(robot, camera, mcu)
     except McuVersionError:

@@ -50,6 +50,6 @@ class GodotOptions:
 
     @classmethod
     def from_config(cls, cfg, **overrides) -> "GodotOptions":
-        from edge_runtime.config import build_section
+        from edge_runtime.config import build_section, section_to_dict
 
-        return build_section(cls, "godot", {**cfg.extra.get("godot", {}), **overrides})
+        return build_section(cls, "godot", {**section_to_dict(cfg.section("godot")), **overrides})

@@ -24,11 +24,7 @@ def _make_godot(cfg, arg):
 def _make_gym(cfg, env_id):
     from .gym_body import GymBody, GymBodyError
 
-    from edge_runtime.config import build_section
-
-    from .gym_body import GymConfig
-
-    g = build_section(GymConfig, "gym", cfg.extra.get("gym", {}))
+    g = cfg.section("gym")
     try:
         return GymBody.make(env_id, eye_shape=g.eye_shape, **g.kwargs)
     except (GymBodyError, TypeError, ValueError) as e:

@@ -333,4 +333,4 @@ def test_console_config_is_validated():
         Config.from_dict({"console": {"writeable": True}})
     with pytest.raises(ConfigError, match="console.stream_every_s"):
         Config.from_dict({"console": {"stream_every_s": 0.0}})
-    assert ConsoleConfig.from_config(Config.from_dict({"console": {"writable": True}})).writable
+    assert Config.from_dict({"console": {"writable": True}}).console.writable

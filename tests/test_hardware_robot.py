@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edge_runtime.config import ConfigError
+from edge_runtime.config import Config, ConfigError
 from hardware.camera import CameraConfig, make_replay_videos
 from hardware.robot import McuConfig, RobotBody, RobotConfig, robot_configs
 from hardware.virtual_mcu import VirtualMCU, VirtualMcuConfig
@@ -121,12 +121,12 @@ def test_config_sections_validated_naming_the_field():
     with pytest.raises(ConfigError, match="mcu.port: required"):
         McuConfig()
     with pytest.raises(ConfigError, match="robot.critcal_mv"):
-        robot_configs({"robot": {"critcal_mv": 1}, "camera": {"left": "a", "right": "b"}})
+        robot_configs(Config.from_dict({"robot": {"critcal_mv": 1}, "camera": {"left": "a", "right": "b"}}))
     with pytest.raises(ConfigError, match="camera"):
-        robot_configs({"robot": {}})
+        robot_configs(Config.from_dict({"robot": {}}))
     # a robot config without [mcu] never falls back to the virtual board: it says what is missing
     with pytest.raises(ConfigError, match=r"mcu: section needed .*port = .virtual."):
-        robot_configs({"robot": {}, "camera": {"left": "a", "right": "b"}})
+        robot_configs(Config.from_dict({"robot": {}, "camera": {"left": "a", "right": "b"}}))
 
 
 def run_cli(*args, timeout=240):

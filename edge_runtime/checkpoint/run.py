@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import Config, ConfigError
 from ..runtime import Hook
 from .fileformat import NoValidCheckpoint, decode
-from .hook import CheckpointConfig, CheckpointHook, _mb, budget
+from .hook import CheckpointHook, _mb, budget
 from .state import check_matches
 from .store import CheckpointStore, resolve_dir
 
@@ -23,7 +23,7 @@ def checkpoint_hooks(cfg: Config, spec, run_dir: str | Path, resume: str = "no",
     "auto" (resume if there is a valid checkpoint, else start fresh; for the service).
     Raises CheckpointError (NoValidCheckpoint, CheckpointMismatch) and ConfigError.
     """
-    c = CheckpointConfig.from_config(cfg)
+    c = cfg.section("checkpoint")
     d = store_dir(cfg, run_dir)
     store = CheckpointStore(d)
     state = None
@@ -56,7 +56,7 @@ def checkpoint_hooks(cfg: Config, spec, run_dir: str | Path, resume: str = "no",
 
 def store_dir(cfg: Config, run_dir: str | Path) -> Path:
     """Where a run's checkpoints live: checkpoint.dir, relative to the run directory unless absolute."""
-    c = CheckpointConfig.from_config(cfg)
+    c = cfg.section("checkpoint")
     return Path(c.dir) if Path(c.dir).is_absolute() else Path(run_dir) / c.dir
 
 
@@ -111,7 +111,7 @@ def verify(path: str | Path) -> dict:
         out.update(slot=info.slot, sequence=info.sequence, step=info.step, rule=meta.get("rule"),
                    seed=meta.get("seed"), created=info.created, bytes=info.bytes)
         try:
-            c = CheckpointConfig.from_config(Config.from_dict(json.loads(state["config"])))
+            c = Config.from_dict(json.loads(state["config"])).section("checkpoint")
             out["wear"] = budget(info.bytes, c)
         except (ConfigError, KeyError, TypeError, ValueError):
             pass

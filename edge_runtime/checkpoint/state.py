@@ -8,7 +8,7 @@ import time
 import torch
 
 from ..body import Restorable
-from ..config import Config
+from ..config import Config, ConfigError
 from ..runtime import Overrides
 from .fileformat import VERSION, CheckpointMismatch
 
@@ -74,6 +74,10 @@ def differences(state: dict, cfg: Config, spec) -> list[str]:
     """What differs between a checkpoint and the config/body it is about to be loaded into (empty: they match)."""
     diffs = []
     saved = json.loads(state["config"])
+    try:  # as this version reads it: a section saved partly (older versions) compares with its defaults filled in
+        saved = json.loads(json.dumps(Config.from_dict(saved).to_dict(), sort_keys=True))
+    except ConfigError:
+        pass  # no longer a valid config: compared as saved, so every difference shows
     now = json.loads(json.dumps(cfg.to_dict(), sort_keys=True, default=str))
     for s in OPERATIONAL_SECTIONS:
         saved.pop(s, None)

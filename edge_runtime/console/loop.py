@@ -5,7 +5,7 @@ import logging
 import time
 
 from ..body import MotorControl, Revivable
-from ..config import ConfigError, ConsoleConfig
+from ..config import ConfigError
 from ..hooks import Hook
 from ..jsonout import dumps
 from .server import CommandError, Console, _fmt
@@ -34,7 +34,7 @@ class ConsoleHook(Hook):
     @classmethod
     def from_config(cls, device: str, cfg) -> "ConsoleHook":
         """The hook for `run --console DEVICE`; opens the device now so a wrong path fails before the run."""
-        c = Console(device, ConsoleConfig.from_config(cfg))
+        c = Console(device, cfg.section("console"))
         c.open()
         return cls(c)
 
