@@ -12,12 +12,10 @@ from edge_runtime.body import Action, BodySpec
 
 from .arena import ACTION_HEADS
 from .godot_protocol import GodotError, is_image_key
+from .obs_sense import ObsField, SenseMapper
 
 log = logging.getLogger("sim_bridge.godot")
 
-HP_KEYS = ("hp", "health")
-ENERGY_KEYS = ("energy", "battery")
-DEFAULT_EYES = (48, 64)  # eye shape of a world that sends no images (black eyes)
 CONTINUOUS_CHOICES = (-1.0, 0.0, 1.0)  # a continuous action dimension becomes a 3-way head
 
 
@@ -35,14 +33,18 @@ class AgentLayout:
     """How one agent's observation and action spaces map to the body contract."""
 
     spec: BodySpec
-    left: Optional[str]
-    right: Optional[str]
-    image_shapes: dict
-    hp: Optional[str]
-    energy: Optional[str]
-    touch: list  # [(key, size, kind)] kind: box | discrete
+    mapper: SenseMapper  # observation -> Sense (sim_bridge/obs_sense.py, shared with the gymnasium bridge)
+    image_shapes: dict  # image key -> [H, W, C] as sent
     heads: list = field(default_factory=list)
     action_keys: dict = field(default_factory=dict)  # wire key -> ("discrete", None) | ("continuous", size)
+
+    @property
+    def left(self) -> Optional[str]:
+        return self.mapper.left
+
+    @property
+    def right(self) -> Optional[str]:
+        return self.mapper.right
 
     @classmethod
     def from_spaces(cls, obs_space: Mapping, act_space: Mapping, name: str, control_hz: float = 10.0) -> "AgentLayout":
@@ -53,26 +55,16 @@ class AgentLayout:
             if len(s) == 3 and s[0] in (1, 3, 4) and s[2] not in (1, 3, 4):
                 s = [s[1], s[2], s[0]]
             shapes[k] = s
-        left = next((k for k in images if "left" in k.lower()), None)
-        right = next((k for k in images if "right" in k.lower()), None)
-        rest = [k for k in sorted(images) if k not in (left, right)]
-        if left is None and rest:
-            left = rest.pop(0)
-        if right is None:
-            right = rest.pop(0) if rest else left
-        eye = tuple(shapes[left][:2]) if left else DEFAULT_EYES
-        hp = next((k for k in obs_space if k.lower() in HP_KEYS), None)
-        energy = next((k for k in obs_space if k.lower() in ENERGY_KEYS), None)
-        touch = []
-        for k in sorted(obs_space):
-            if k in images or k in (hp, energy):
+        fields = [ObsField(k, "image", image=(*shapes[k][:2], shapes[k][2] if len(shapes[k]) == 3 else 1, False))
+                  for k in images]
+        for k, v in obs_space.items():
+            if k in images:
                 continue
-            v = obs_space[k]
-            kind = v.get("space", "box")
-            if kind == "discrete":
-                touch.append((k, int(v["size"]), "discrete"))
+            if v.get("space", "box") == "discrete":
+                fields.append(ObsField(k, "discrete", int(v["size"])))
             else:
-                touch.append((k, int(np.prod([int(x) for x in v["size"]])), "box"))
+                fields.append(ObsField(k, "box", int(np.prod([int(x) for x in v["size"]]))))
+        mapper = SenseMapper(fields, name=name)
         heads = []
         action_keys = {}
         for k, v in act_space.items():
@@ -91,9 +83,9 @@ class AgentLayout:
         names = [h.name for h in heads]
         if set(names) == set(ACTION_HEADS) and all(h.n == ACTION_HEADS[h.name] for h in heads):
             heads.sort(key=lambda h: list(ACTION_HEADS).index(h.name))  # the built-in arena's order: same brain fits
-        spec = BodySpec(eye_shape=eye, touch_channels=sum(t[1] for t in touch),
+        spec = BodySpec(eye_shape=mapper.eye_shape, touch_channels=mapper.touch_channels,
                         action_heads=OrderedDict((h.name, h.n) for h in heads), control_hz=control_hz, name=name)
-        return cls(spec, left, right, shapes, hp, energy, touch, heads, action_keys)
+        return cls(spec, mapper, shapes, heads, action_keys)
 
     def wire_action(self, action: Action) -> dict:
         """A body action (by name, or in head order) as the world's action dict."""
@@ -108,14 +100,3 @@ class AgentLayout:
 
     def idle_action(self) -> dict:
         return self.wire_action({h.name: h.n // 2 for h in self.heads})
-
-
-def _rgb(img: np.ndarray) -> np.ndarray:
-    if img.shape[2] == 1:
-        return np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def _scalar(v) -> float:
-    a = np.asarray(v, np.float64).reshape(-1)
-    return float(np.clip(a[0], 0.0, 1.0)) if a.size else 1.0

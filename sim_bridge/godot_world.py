@@ -14,13 +14,13 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional
 
-import numpy as np
 
 from edge_runtime.body import Action, Sense
 
-from .godot_layout import DEFAULT_EYES, AgentLayout, _rgb, _scalar
+from .godot_layout import AgentLayout
 from .godot_options import ARENA_PROJECT, GODOT_BINARIES, GodotOptions
 from .godot_protocol import MAJOR_VERSION, MINOR_VERSION, Channel, GodotError, Listener, decode_image
+from .obs_sense import ObservationError
 
 if TYPE_CHECKING:
     from .godot_body import GodotBody
@@ -144,34 +144,17 @@ class GodotWorld:
 
     def _sense(self, i: int, obs: dict, blob, dead: bool, info) -> Sense:
         lay = self.layouts[i]
-        who = self.name
-        if lay.left:
-            left = decode_image(obs.get(lay.left), lay.image_shapes[lay.left], blob, who, lay.left)
-            right = decode_image(obs.get(lay.right), lay.image_shapes[lay.right], blob, who, lay.right)
-            left, right = _rgb(left), _rgb(right)
-        else:
-            left = right = np.zeros(DEFAULT_EYES + (3,), np.uint8)
-        parts = []
-        for k, size, kind in lay.touch:
-            v = obs.get(k)
-            if kind == "discrete":
-                oh = np.zeros(size, np.float32)
-                oh[int(np.clip(int(np.asarray(v).reshape(-1)[0]), 0, size - 1))] = 1.0
-                parts.append(oh)
-            else:
-                a = np.asarray(v, np.float32).reshape(-1)
-                if a.size != size:
-                    raise GodotError(f"{who}: observation {k!r} has {a.size} values, its space says {size}")
-                parts.append(a)
-        touch = np.nan_to_num(np.concatenate(parts)) if parts else np.zeros(0, np.float32)
-        hp = _scalar(obs.get(lay.hp)) if lay.hp else 1.0
-        energy = _scalar(obs.get(lay.energy)) if lay.energy else 1.0
         extra = {k: v for k, v in (info or {}).items() if "reward" not in str(k).lower()}  # no score rides along
         extra["agent"] = i
         self._frames[i] += 1
         self.infos[i] = extra
-        return Sense(left=left, right=right, touch=touch.astype(np.float32), hp=hp, energy=energy, dead=bool(dead),
-                     t=time.monotonic(), frame_id=self._frames[i], extra=extra)
+        if not isinstance(obs, dict):
+            raise GodotError(f"{self.name}: agent {i}'s obs is not a dict")
+        try:
+            return lay.mapper.sense(obs, dead, self._frames[i], extra,
+                                    decode=lambda k, v: decode_image(v, lay.image_shapes[k], blob, self.name, k))
+        except ObservationError as e:
+            raise GodotError(str(e)) from None
 
     def _senses(self, msg: dict, kind: str) -> list[Sense]:
         obs = msg.get("obs")

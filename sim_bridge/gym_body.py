@@ -26,7 +26,6 @@ on (``extra["truncated"] = True``). The env's reward is dropped here.
 """
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -36,9 +35,8 @@ import numpy as np
 from edge_runtime.body import Action, Body, BodySpec, Sense
 from edge_runtime.config import check
 
-DEFAULT_EYES = (48, 64)
-HP_KEYS = ("hp", "health")
-ENERGY_KEYS = ("energy", "battery")
+from .obs_sense import DEFAULT_EYES, ObsField, SenseMapper
+
 
 
 @dataclass
@@ -78,30 +76,6 @@ def _image_layout(space) -> tuple | None:
     return None
 
 
-def to_eye(img, eye_shape, channels_first=False) -> np.ndarray:
-    """Any image array -> uint8 RGB of eye_shape (H, W)."""
-    import cv2
-
-    a = np.asarray(img)
-    if channels_first:
-        a = np.moveaxis(a, 0, -1)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.dtype != np.uint8:
-        a = a.astype(np.float32)
-        if np.nanmax(a, initial=0.0) <= 1.0:
-            a = a * 255.0
-        a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    h, w = eye_shape
-    if a.shape[:2] != (h, w):
-        a = cv2.resize(np.ascontiguousarray(a), (w, h), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(a)
-
-
 class GymBody(Body):
     """A gymnasium env seen through the body contract."""
 
@@ -118,46 +92,25 @@ class GymBody(Body):
         obs_space = env.observation_space
         items = list(obs_space.spaces.items()) if isinstance(obs_space, spaces.Dict) else [(None, obs_space)]
         items.sort(key=lambda kv: "" if kv[0] is None else str(kv[0]))
-        self._images = {k: lay for k, sp in items if (lay := _image_layout(sp)) is not None}
-        imgs = list(self._images)
-        left = next((k for k in imgs if k is not None and "left" in str(k).lower()), None)
-        right = next((k for k in imgs if k is not None and "right" in str(k).lower()), None)
-        rest = [k for k in imgs if k not in (left, right)]  # a lone unnamed image (key None) is picked below
-        if left is None and rest:
-            left = rest.pop(0)
-        if right is None:
-            right = rest.pop(0) if rest else left
-        self._left, self._right = (left, right) if imgs else (None, None)
-        self._use_render = not imgs and getattr(env, "render_mode", None) == "rgb_array"
-        if eye_shape is None:
-            eye_shape = tuple(self._images[left][:2]) if imgs and min(self._images[left][:2]) >= 8 else DEFAULT_EYES
-            if eye_shape[0] * eye_shape[1] > 96 * 128:  # the brain resizes again; keep the bridge cheap
-                eye_shape = DEFAULT_EYES
-        self._eye = tuple(int(x) for x in eye_shape)
-        # body scalars and the rest of the vector
-        self._hp = self._energy = self._pair = None
-        self._vec = []  # (key, kind, size)
+        fields = []
         for k, sp in items:
-            if k in self._images:
-                continue
-            lk = str(k).lower() if k is not None else ""
-            size = int(np.prod(sp.shape)) if isinstance(sp, spaces.Box) else None
-            if lk in HP_KEYS and size == 1:
-                self._hp = k
-            elif lk in ENERGY_KEYS and size == 1:
-                self._energy = k
-            elif lk == "body" and size == 2 and self._hp is None and self._energy is None:
-                self._pair = k
-            elif isinstance(sp, spaces.Box):
-                self._vec.append((k, "box", size))
+            if (lay := _image_layout(sp)) is not None:
+                fields.append(ObsField(k, "image", image=lay))
             elif isinstance(sp, spaces.Discrete):
-                self._vec.append((k, "discrete", int(sp.n)))
-            elif isinstance(sp, spaces.MultiBinary):
-                self._vec.append((k, "box", int(np.prod(sp.shape))))
-            elif isinstance(sp, spaces.MultiDiscrete):
-                self._vec.append((k, "box", int(np.prod(sp.shape))))
+                fields.append(ObsField(k, "discrete", int(sp.n)))
+            elif isinstance(sp, (spaces.Box, spaces.MultiBinary, spaces.MultiDiscrete)):
+                fields.append(ObsField(k, "box", int(np.prod(sp.shape))))
             else:
                 raise GymBodyError(f"{self.name}: observation {k!r} ({type(sp).__name__}) is not supported")
+        images = [f for f in fields if f.kind == "image"]
+        self._use_render = not images and getattr(env, "render_mode", None) == "rgb_array"
+        if eye_shape is None:
+            first = SenseMapper(fields).left  # the image that will be the left eye
+            eye_shape = tuple(next(f.image for f in images if f.key == first)[:2]) if images else DEFAULT_EYES
+            if eye_shape[0] * eye_shape[1] > 96 * 128:  # the brain resizes again; keep the bridge cheap
+                eye_shape = DEFAULT_EYES
+        self.mapper = SenseMapper(fields, eye_shape, self.name)
+        self._eye = self.mapper.eye_shape
         # actions
         self._act_space = env.action_space
         heads: list[tuple[str, int]] = []
@@ -186,8 +139,7 @@ class GymBody(Body):
         bad = [(h, n) for h, n in heads if n < 2]
         if bad:
             raise GymBodyError(f"{self.name}: action head(s) {bad} need at least 2 choices")
-        touch_n = sum(size for _, _, size in self._vec)
-        self.spec = BodySpec(eye_shape=self._eye, touch_channels=touch_n, action_heads=OrderedDict(heads),
+        self.spec = BodySpec(eye_shape=self._eye, touch_channels=self.mapper.touch_channels, action_heads=OrderedDict(heads),
                              control_hz=control_hz, name=self.name)
 
     @classmethod
@@ -207,39 +159,10 @@ class GymBody(Body):
             raise
 
     # ------------------------------------------------------------ mapping
-    def _get(self, obs, k):
-        return obs if k is None else obs[k]
-
     def _sense(self, obs, dead: bool, extra: dict) -> Sense:
-        if self._images:
-            lay_l, lay_r = self._images[self._left], self._images[self._right]
-            left = to_eye(self._get(obs, self._left), self._eye, lay_l[3])
-            right = left if self._right == self._left else to_eye(self._get(obs, self._right), self._eye, lay_r[3])
-        elif self._use_render:
-            frame = self.env.render()
-            left = right = to_eye(frame, self._eye) if frame is not None else np.zeros(self._eye + (3,), np.uint8)
-        else:
-            left = right = np.zeros(self._eye + (3,), np.uint8)
-        parts = []
-        for k, kind, size in self._vec:
-            v = self._get(obs, k)
-            if kind == "discrete":
-                oh = np.zeros(size, np.float32)
-                oh[int(np.clip(int(v), 0, size - 1))] = 1.0
-                parts.append(oh)
-            else:
-                parts.append(np.asarray(v, np.float32).reshape(-1))
-        touch = np.nan_to_num(np.concatenate(parts).astype(np.float32)) if parts else np.zeros(0, np.float32)
-        hp, energy = 1.0, 1.0
-        if self._pair is not None:
-            hp, energy = (float(x) for x in np.asarray(obs[self._pair], np.float64).reshape(-1)[:2])
-        if self._hp is not None:
-            hp = float(np.asarray(obs[self._hp]).reshape(-1)[0])
-        if self._energy is not None:
-            energy = float(np.asarray(obs[self._energy]).reshape(-1)[0])
         self._frame += 1
-        return Sense(left=left, right=right, touch=touch, hp=float(np.clip(hp, 0, 1)), energy=float(np.clip(energy, 0, 1)),
-                     dead=bool(dead), t=time.monotonic(), frame_id=self._frame, extra=extra)
+        return self.mapper.sense(obs, dead, self._frame, extra,
+                                 fallback=self.env.render if self._use_render else None)
 
     def _to_env_action(self, action: Action):
         vals = self.spec.normalize_action(action)
