@@ -40,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from . import protocol as P
+from .protocol_stream import Received, StreamDecoder
 
 log = logging.getLogger("hardware.mcu_link")
 
@@ -98,7 +99,7 @@ class McuLink:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self._factory = serial_factory
-        self.dec = P.StreamDecoder()
+        self.dec = StreamDecoder()
         self.enc = P.Encoder()
         self.stats = LinkStats()
         self.hello: P.Hello | None = None
@@ -328,7 +329,7 @@ class McuLink:
                     return "write failed"
         return "closed"
 
-    def _on_message(self, rec: P.Received, now: float):
+    def _on_message(self, rec: Received, now: float):
         self.last_rx = now
         msg = rec.msg
         if rec.order == "dup" and not isinstance(msg, P.SensorReport):
@@ -400,7 +401,7 @@ class McuLink:
         """Could a board clock reading belong to a boot that happened within the last since_s seconds?"""
         return mcu_ms <= since_s * 1000 * 1.02 + BOOT_SLACK_MS
 
-    def _on_report(self, rec: P.Received, msg: P.SensorReport, now: float):
+    def _on_report(self, rec: Received, msg: P.SensorReport, now: float):
         st = self.stats
         if rec.order == "dup" and self._report_ms.get(rec.seq) == msg.mcu_ms:
             st.duplicate_reports += 1

@@ -1,26 +1,11 @@
-"""A virtual microcontroller behind a real pty: the firmware's behaviour with a simulated robot around it.
+"""A virtual microcontroller behind a real pty: the firmware's behaviour, with a simulated robot around it.
 
     edge-runtime virtual-mcu [--link PATH] [--touch N] [--battery-s S] ...
 
 prints the serial device path (a stable symlink to the current /dev/pts/N, the
 way /dev/serial/by-id/... points at /dev/ttyACM0) and then takes commands on
-stdin, one a line (COMMANDS below: every fault of a bad day, by hand):
-
-    noise P      corrupt each outgoing frame with probability P
-    stall S      the firmware hangs S seconds (silence both ways), then its watchdog resets it
-    unplug S     the cable is out for S seconds (the pty vanishes, the board loses power and reboots)
-    reboot       the board resets now (seq, clock and bump counter restart; HELLO + FAULT reset)
-    brownout     the battery sags under the board's reset threshold: motors off, then a reset
-    garbage N    N random bytes on the line (zeros included)
-    dup N        the next N sensor reports are sent twice
-    reorder N    the next N pairs of sensor reports are sent swapped
-    drop N       the next N sensor reports are lost on the line
-    version V    speak protocol version V from now on (V != 1: a board with other firmware)
-    button       press the revive button
-    bump [CH]    a bump (on touch channel CH)
-    recharge     a full battery
-    status       print the board's state and counters (JSON)
-    quit
+stdin, one a line: every fault of a bad day, by hand (the table is COMMANDS in
+hardware/virtual_mcu_cli.py, listed in docs/hardware.md).
 
 With --events FILE it writes one JSON line per event with the machine's
 monotonic clock (`t`, the same clock as the host's), so a test can check the
@@ -28,12 +13,12 @@ host against what the board really did (bumps, boots, deaths it was told of).
 
 It speaks protocol v1 exactly like hardware/firmware (hello and reset fault on
 boot, sensor reports at 50 Hz, heartbeat echo, failsafe motor stop, dead
-state) and simulates what the board is wired to: a battery that drains faster
-under motor load and sags under current, bump switches that close at random
-while driving (with a motor current spike), sensor noise, and a revive button.
-On request it corrupts the line, stalls (no bytes either way until its
-watchdog resets it), or is unplugged (the pty disappears and comes back as a
-new one behind the same symlink).
+state). What the board is wired to (battery, bump switches, button) is
+hardware/virtual_wiring.py; what the line does to its frames on request
+(drops, duplicates, reordering, noise) is hardware/virtual_line.py. Here: the
+firmware, and the faults of the board itself: it stalls (no bytes either way
+until its watchdog resets it), reboots, browns out, or is unplugged (the pty
+disappears and comes back as a new one behind the same symlink).
 """
 from __future__ import annotations
 
@@ -49,7 +34,10 @@ from dataclasses import dataclass, field
 from edge_runtime.config import ConfigError
 
 from . import protocol as P
+from .protocol_stream import StreamDecoder
 from .pty_port import PtyPort
+from .virtual_line import FaultyLine
+from .virtual_wiring import VirtualWiring
 
 log = logging.getLogger("hardware.virtual_mcu")
 
@@ -121,8 +109,6 @@ class VirtualMCU:
         self.cfg = cfg or VirtualMcuConfig()
         self.version = P.PROTOCOL_VERSION  # the protocol this board's firmware speaks (`version V` changes it)
         self._events = open(events, "a", buffering=1) if events else None
-        self._dup_n = self._reorder_n = self._drop_n = 0
-        self._held_frame: bytes | None = None
         self.port = PtyPort(link)
         self.path = self.port.path
         self.rng = random.Random(self.cfg.seed)
@@ -132,10 +118,8 @@ class VirtualMCU:
         self._stop = threading.Event()
         self._stall_until = 0.0
         self._unplug_until = 0.0
-        self._button_until = 0.0
-        self._bump_until = 0.0
-        self._bump_channel = 0
-        self.soc = 1.0  # state of charge
+        self.wiring = VirtualWiring(self.cfg, self.rng, self.stats)  # battery, bump switches, button
+        self.line = FaultyLine(self.cfg, self.rng, self.stats, self._write_raw)  # drops, dups, noise on request
         self.left = self.right = 0
         self.dead = False
         self._dead_since = 0.0
@@ -201,25 +185,24 @@ class VirtualMCU:
     def garbage(self, n: int):
         """n random bytes on the line (zeros included): a noisy cable, a bootloader's chatter."""
         with self._lock:
-            self._write_raw(bytes(self.rng.randrange(256) for _ in range(int(n))))
-            self.stats.garbage_bytes += int(n)
+            self.line.garbage(n)
             self._event("garbage", n=int(n))
 
     def duplicate_reports(self, n: int = 1):
         with self._lock:
-            self._dup_n += int(n)
+            self.line.dup_n += int(n)
             self._event("dup", n=int(n))
 
     def reorder_reports(self, n: int = 1):
         """The next n pairs of sensor reports go out swapped (each keeps its own seq and clock)."""
         with self._lock:
-            self._reorder_n += int(n)
+            self.line.reorder_n += int(n)
             self._event("reorder", n=int(n))
 
     def drop_reports(self, n: int = 1):
         """The next n sensor reports are lost on the line (their seq numbers are used up)."""
         with self._lock:
-            self._drop_n += int(n)
+            self.line.drop_n += int(n)
             self._event("drop", n=int(n))
 
     def set_version(self, v: int):
@@ -229,18 +212,28 @@ class VirtualMCU:
 
     def press_button(self, seconds: float = 0.3):
         with self._lock:
-            self._button_until = time.monotonic() + seconds
+            self.wiring.press_button(time.monotonic(), seconds)
             self._event("button")
 
     def bump(self, channel: int | None = None):
         with self._lock:
             self._event("bump_cmd")
-            self._start_bump(time.monotonic(), channel)
+            self.wiring.start_bump(time.monotonic(), channel)
 
     def recharge(self):
         with self._lock:
-            self.soc = 1.0
+            self.wiring.soc = 1.0
             self._event("recharge")
+
+    @property
+    def soc(self) -> float:
+        """The battery's state of charge (0..1); set it to simulate a swap or a flat pack."""
+        return self.wiring.soc
+
+    @soc.setter
+    def soc(self, value: float):
+        with self._lock:
+            self.wiring.soc = float(value)
 
     def inject(self, data: bytes):
         """Write raw bytes to the host as they are (for tests of the host's decoder)."""
@@ -261,7 +254,7 @@ class VirtualMCU:
     def status(self) -> dict:
         with self._lock:
             return {"path": self.path, "pty": self._pty_name, "plugged": self.plugged, "soc": round(self.soc, 4),
-                    "battery_mv": self._battery_mv(0.0), "motors": (self.left, self.right), "dead": self.dead,
+                    "battery_mv": self.wiring.battery_mv(0.0), "motors": (self.left, self.right), "dead": self.dead,
                     "failsafe": self.failsafe, "line_noise": self.cfg.line_noise, "version": self.version,
                     **{k: v for k, v in vars(self.stats).items() if k != "motor_log"}}
 
@@ -277,9 +270,9 @@ class VirtualMCU:
             self.stats.resets += 1
         self._event("boot", cause=cause)
         self.dead = False
-        self._held_frame = None
+        self.line.reboot()
         self.enc = P.Encoder()
-        self.dec = P.StreamDecoder()
+        self.dec = StreamDecoder()
         self.left = self.right = 0
         self.failsafe = False
         self.version_ok = True
@@ -291,51 +284,13 @@ class VirtualMCU:
         self._last_report = now
         self._bad_reported = 0
         self._pending_hello = True
-        self._bump_prev = now < self._bump_until  # a bump under way at boot is not a new edge for this boot
+        self._bump_prev = self.wiring.bumping(now)  # a bump under way at boot is not a new edge for this boot
         self._boot_cause = cause
 
     def _send(self, msg):
         frame = self.enc.frame(msg)  # a seq number is used up whatever happens on the line
         self.stats.frames_sent += 1
-        if isinstance(msg, P.SensorReport):
-            if self._drop_n > 0:
-                self._drop_n -= 1
-                self.stats.reports_dropped += 1
-                return
-            if self._reorder_n > 0:
-                if self._held_frame is None:
-                    self._held_frame = frame
-                    return
-                self._line(frame)
-                frame, self._held_frame = self._held_frame, None
-                self._reorder_n -= 1
-                self.stats.reports_reordered += 1
-            elif self._dup_n > 0:
-                self._dup_n -= 1
-                self.stats.reports_duplicated += 1
-                self._line(frame)
-        self._line(frame)
-
-    def _line(self, frame: bytes):
-        if self.cfg.line_noise > 0 and self.rng.random() < self.cfg.line_noise:
-            frame = self._corrupt(frame)
-            self.stats.frames_corrupted += 1
-        self._write_raw(frame)
-
-    def _corrupt(self, frame: bytes) -> bytes:
-        b = bytearray(frame)
-        kind = self.rng.randrange(3)
-        if kind == 0:  # flipped bits inside the frame
-            for _ in range(self.rng.randint(1, 3)):
-                i = self.rng.randrange(len(b) - 1)
-                b[i] ^= 1 << self.rng.randrange(8)
-                if b[i] == 0:
-                    b[i] = 0x55
-        elif kind == 1:  # a dropped byte
-            del b[self.rng.randrange(len(b) - 1)]
-        else:  # garbage before the frame
-            b[0:0] = bytes(self.rng.randrange(256) for _ in range(self.rng.randint(1, 12)))
-        return bytes(b)
+        self.line.send(frame, isinstance(msg, P.SensorReport))
 
     def _handle(self, msg, seq: int, now: float):
         if isinstance(msg, P.Hello):
@@ -350,7 +305,7 @@ class VirtualMCU:
             self.ack_seq = seq
             self._last_cmd = now
             self.failsafe = False
-            if self.dead or not self.version_ok or self._battery_mv(0) < self.cfg.low_battery_mv:
+            if self.dead or not self.version_ok or self.wiring.battery_mv(0) < self.cfg.low_battery_mv:
                 self.left = self.right = 0
             else:
                 self.left, self.right = msg.left, msg.right
@@ -381,58 +336,28 @@ class VirtualMCU:
     def _send_hello(self):
         self._send(P.Hello(self.version, self.cfg.n_touch, self.cfg.failsafe_ms, 0x0100, "virtual-mcu"))
 
-    # -------------------------------------------------------------- the simulated robot
-    def _battery_mv(self, current_a: float) -> int:
-        c = self.cfg
-        v = c.empty_mv + (c.full_mv - c.empty_mv) * self.soc - current_a * c.internal_mohm
-        if self.soc <= 0:
-            v = c.low_battery_mv - 200
-        return int(max(0, v))
-
-    def _start_bump(self, now: float, channel: int | None):
-        self._bump_until = now + self.cfg.bump_ms / 1000
-        n = max(1, self.cfg.n_touch)
-        self._bump_channel = self.rng.randrange(n) if channel is None else int(channel) % n
-        self.stats.bumps += 1
-
+    # -------------------------------------------------------------- the robot around the board
     def _physics(self, now: float, dt: float):
         c = self.cfg
-        load = (abs(self.left) + abs(self.right)) / (2 * P.MOTOR_MAX)
-        if load > 0 and now >= self._bump_until and self.rng.random() < c.bump_rate_hz * load * dt:
-            self._start_bump(now, None)
-        bumping = now < self._bump_until
-        per_motor = c.stall_ma if bumping else c.motor_ma
-        il = per_motor * abs(self.left) / P.MOTOR_MAX
-        ir = per_motor * abs(self.right) / P.MOTOR_MAX
-        total_ma = c.idle_ma + il + ir
-        capacity_mas = c.idle_ma * c.battery_s  # mA*s from full to empty at idle
-        self.soc = max(0.0, self.soc - total_ma * dt / capacity_mas)
-        self._currents = (il, ir)
-        self._total_a = total_ma / 1000
-        if self.dead and c.revive_after_s > 0 and now - self._dead_since >= c.revive_after_s and now >= self._button_until:
-            if c.recharge_on_revive and self._battery_mv(0) < c.empty_mv + 0.3 * (c.full_mv - c.empty_mv):
-                self.soc = 1.0
-            self._button_until = now + 0.3
+        w = self.wiring
+        w.step(now, dt, self.left, self.right)
+        # a simulated human presses the revive button a while after the host said dead (and swaps a low pack)
+        if self.dead and c.revive_after_s > 0 and now - self._dead_since >= c.revive_after_s and not w.button(now):
+            if c.recharge_on_revive and w.battery_mv(0) < c.empty_mv + 0.3 * (c.full_mv - c.empty_mv):
+                w.soc = 1.0
+            w.press_button(now, 0.3)
             self._dead_since = now + 1.0  # press again in a while if the host did not notice
 
     def _report(self, now: float):
         c = self.cfg
-        g = self.rng.gauss
-        bumping = now < self._bump_until
-        mv = int(self._battery_mv(self._total_a) + g(0, c.noise_mv))
-        il, ir = self._currents
-        il = int((il + g(0, c.noise_ma)) * (1 if self.left >= 0 else -1))
-        ir = int((ir + g(0, c.noise_ma)) * (1 if self.right >= 0 else -1))
-        touch = []
-        for ch in range(c.n_touch):
-            base = 230.0 if bumping and ch == self._bump_channel else 0.0
-            touch.append(int(min(255, max(0, base + abs(g(0, c.noise_touch))))))
+        w = self.wiring
+        mv, il, ir, touch = w.readings(now, self.left, self.right)
         flags = 0
-        if bumping:
+        if w.bumping(now):
             flags |= P.FLAG_BUMP
         if max(abs(il), abs(ir)) > 1800:
             flags |= P.FLAG_STALL
-        if now < self._button_until:
+        if w.button(now):
             flags |= P.FLAG_BUTTON
         if self.failsafe:
             flags |= P.FLAG_FAILSAFE
@@ -440,8 +365,8 @@ class VirtualMCU:
             flags |= P.FLAG_LOW_BATTERY
         if self.dead:
             flags |= P.FLAG_DEAD
-        self._send(P.SensorReport(int((now - self._boot_t) * 1000), max(0, mv), max(-32768, min(32767, il)),
-                                  max(-32768, min(32767, ir)), flags, self.bump_count, self.ack_seq, tuple(touch)))
+        self._send(P.SensorReport(int((now - self._boot_t) * 1000), mv, il, ir, flags, self.bump_count, self.ack_seq,
+                                  touch))
 
     def _tick(self, now: float, dt: float):
         c = self.cfg
@@ -456,14 +381,14 @@ class VirtualMCU:
             self.stats.failsafe_stops += 1
             self.stats.motor_log.append((now, 0, 0))
             self._send(P.Fault(P.FAULT_FAILSAFE, c.failsafe_ms))
-        if (self.left or self.right) and self._battery_mv(0) < c.low_battery_mv:
+        if (self.left or self.right) and self.wiring.battery_mv(0) < c.low_battery_mv:
             self.left = self.right = 0
-            self._send(P.Fault(P.FAULT_BATTERY, self._battery_mv(0)))
-        if now < self._bump_until and not self._bump_prev:
+            self._send(P.Fault(P.FAULT_BATTERY, self.wiring.battery_mv(0)))
+        if self.wiring.bumping(now) and not self._bump_prev:
             self.bump_count = (self.bump_count + 1) & 0xFF
             self.stats.board_bumps += 1
             self._event("bump", count=self.bump_count, total=self.stats.board_bumps)
-        self._bump_prev = now < self._bump_until
+        self._bump_prev = self.wiring.bumping(now)
         if self.dec.stats.bad_frames != self._bad_reported:
             self._bad_reported = self.dec.stats.bad_frames
             self.stats.bad_frames_in = self._bad_reported
@@ -474,8 +399,6 @@ class VirtualMCU:
 
     def _run(self):
         last = time.monotonic()
-        self._currents = (0.0, 0.0)
-        self._total_a = 0.0
         stalled = False
         while not self._stop.is_set():
             now = time.monotonic()

@@ -8,6 +8,7 @@ import pytest
 
 from edge_runtime.config import ConfigError
 from hardware import camera as C
+from hardware import camera_backends
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_opencv_two_devices_grab_then_retrieve(monkeypatch):
 
 
 def test_jetson_pipeline_string(monkeypatch):
-    p = C.jetson_pipeline(1, 1280, 720, 30)
+    p = camera_backends.jetson_pipeline(1, 1280, 720, 30)
     assert p.startswith("nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 !")
     assert p.endswith("video/x-raw,format=BGR ! appsink drop=true max-buffers=1")
     monkeypatch.setattr(C.cv2, "VideoCapture", FakeCap)

@@ -5,6 +5,7 @@ import pytest
 
 from hardware import gen_vectors
 from hardware import protocol as P
+from hardware.protocol_stream import StreamDecoder
 
 
 def unhex(s):
@@ -41,7 +42,7 @@ def test_bad_vectors_rejected_and_counted(row):
     wire = unhex(row[2])
     with pytest.raises(P.ProtocolError):
         P.decode_body(wire)
-    d = P.StreamDecoder()
+    d = StreamDecoder()
     assert d.feed(wire + b"\x00") == []
     assert d.stats.bad_frames >= 1 and d.stats.frames == 0
 
@@ -60,7 +61,7 @@ MESSAGES = [
 
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
 def test_round_trip_through_the_stream_decoder(msg):
-    enc, dec = P.Encoder(), P.StreamDecoder()
+    enc, dec = P.Encoder(), StreamDecoder()
     got = dec.feed(enc.frame(msg) + enc.frame(msg))
     assert [g.msg for g in got] == [msg, msg]
     assert [g.seq for g in got] == [0, 1]
@@ -72,21 +73,21 @@ def test_motor_commands_are_clamped():
 
 
 def test_sequence_gaps_count_lost_frames():
-    enc, dec = P.Encoder(), P.StreamDecoder()
+    enc, dec = P.Encoder(), StreamDecoder()
     frames = [enc.frame(P.Heartbeat(i)) for i in range(10)]
     got = dec.feed(b"".join(f for i, f in enumerate(frames) if i not in (3, 4, 7)))
     assert len(got) == 7 and dec.stats.lost == 3
 
 
 def test_unknown_type_is_dropped_and_counted():
-    dec = P.StreamDecoder()
+    dec = StreamDecoder()
     assert dec.feed(P.encode_frame(0x7E, 0, b"xy")) == []
     assert dec.stats.unknown == 1 and dec.stats.bad_frames == 1
 
 
 def test_fuzz_random_bytes_never_crash():
     rng = random.Random(1234)
-    dec = P.StreamDecoder()
+    dec = StreamDecoder()
     for _ in range(300):
         dec.feed(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))))
     s = dec.stats
@@ -114,7 +115,7 @@ def test_fuzz_corrupted_stream_counts_every_damaged_frame():
         else:
             good += 1
         stream += f
-    dec = P.StreamDecoder()
+    dec = StreamDecoder()
     got = []
     for k in range(0, len(stream), 37):  # arbitrary chunking
         got += dec.feed(bytes(stream[k:k + 37]))
@@ -125,6 +126,6 @@ def test_fuzz_corrupted_stream_counts_every_damaged_frame():
 
 
 def test_overlong_frame_is_dropped_and_stream_recovers():
-    dec = P.StreamDecoder()
+    dec = StreamDecoder()
     got = dec.feed(b"\x11" * 5000 + b"\x00" + P.encode_frame(P.STOP, 1))
     assert dec.stats.overruns == 1 and len(got) == 1

@@ -54,3 +54,15 @@ def test_the_core_imports_and_configures_without_opencv():
             "assert 'cv2' not in sys.modules or sys.modules['cv2'] is None\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+MODULE_LINES = 460  # "no module over ~450 lines": one job per module
+ONE_FILE_PER_RULE = "edge_runtime/rules/"  # a learning rule stays one file, readable top to bottom, however long
+
+
+def test_one_job_per_module_no_module_over_the_size_bar():
+    sizes = {str(f.relative_to(ROOT)): len(f.read_text().splitlines())
+             for p in PACKAGES for f in (ROOT / p).rglob("*.py")}
+    assert len(sizes) > 40  # the walk found the packages
+    big = {f: n for f, n in sizes.items() if n > MODULE_LINES and not f.startswith(ONE_FILE_PER_RULE)}
+    assert big == {}

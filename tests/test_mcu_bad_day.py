@@ -14,6 +14,7 @@ import pytest
 
 from doc_mcu import DocMcu
 from hardware import protocol as P
+from hardware.protocol_stream import StreamDecoder
 from hardware.camera import CameraConfig, make_replay_videos
 from hardware.mcu_link import McuLink, McuVersionError
 from hardware.robot import McuConfig, RobotBody, RobotConfig
@@ -135,7 +136,7 @@ def test_the_board_refuses_a_host_of_another_version():
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     try:
         tty.setraw(fd)
-        enc, dec = P.Encoder(), P.StreamDecoder()
+        enc, dec = P.Encoder(), StreamDecoder()
         os.write(fd, enc.frame(P.Hello(9, 0, 0, 0, "future-host")) + enc.frame(P.MotorCommand(500, 500)))
         got, end = [], time.monotonic() + 1.0
         while time.monotonic() < end:
