@@ -20,6 +20,12 @@ def arena(cfg: Config):
     return kind("arena").make(cfg, "")
 
 
+def body_named(cfg: Config, name: str):
+    """Any body by its --body name (arena, godot, gym:ENV_ID, ...), made from the whole config."""
+    k = kind(name)
+    return k.make(cfg, name.split(":", 1)[1] if ":" in name else "")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -57,7 +63,7 @@ def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
             t0 = time.perf_counter()
             a = rule.decide(eyes, bv)
             t1 = time.perf_counter()
-            s, feel = act_repeat(body, a, s, cfg.runtime.action_repeat, cfg.runtime.event_threshold)
+            s, feel = act_repeat(body, a, s, cfg.runtime.repeat_for(body.spec), cfg.runtime.event_threshold)
             eyes, bv = enc(s)
             t2 = time.perf_counter()
             rule.learn(feel, eyes, bv)
@@ -91,20 +97,21 @@ def _job(job: dict) -> list[dict]:
     from .runtime import Runner
 
     seed, ev_seed = job["seed"], eval_seed_for(job["seed"])
-    make_body = lambda: arena(cfg)  # noqa: E731
+    make_body = lambda: body_named(cfg, job["body"])  # noqa: E731
+    spec = job["spec"]
     out = []
     if job["kind"] == "baseline":
-        pol = make_policy(job["policy"], arena(cfg).spec, policies=kind("arena").policies)
+        pol = make_policy(job["policy"], spec, policies=kind(job["body"]).policies)
         r = evaluate(pol, make_body, cfg, job["lives"], ev_seed, cap=job["cap"])
         r.update(seed=seed, eval_seed=ev_seed, policy=job["policy"], label=job["policy"])
         return [r]
     t = time.perf_counter()
-    with arena(cfg) as body:
+    with make_body() as body:
         runner = Runner(cfg, body, seed=seed, run_dir=job["run_dir"], progress=False)
         summary = runner.run(job["steps"])
     learn_s = time.perf_counter() - t
     for greedy in (False, True):
-        pol = make_policy(job["run_dir"], arena(cfg).spec, greedy=greedy)
+        pol = make_policy(job["run_dir"], spec, greedy=greedy)
         r = evaluate(pol, make_body, cfg, job["lives"], ev_seed, cap=job["cap"])
         r.update(seed=seed, eval_seed=ev_seed, policy=job["label"], label=job["label"], rule=cfg.rule.name,
                  learn_steps=summary["steps"], learn_body_steps=summary["body_steps"], learn_wall_s=round(learn_s, 1),
@@ -113,9 +120,25 @@ def _job(job: dict) -> list[dict]:
     return out
 
 
+def probe_body(cfg: Config, body: str):
+    """The body's spec, once it has said it can die (a frozen evaluation measures time to death)."""
+    from .evaluate import check_mortal
+
+    with body_named(cfg, body) as b:
+        check_mortal(b)
+        return b.spec
+
+
+def baselines_for(spec) -> list[str]:
+    """random always; stationary where the body names a do-nothing action."""
+    return ["random"] + (["stationary"] if spec.still is not None else [])
+
+
 def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, lives: int, cap: int | None,
-                   jobs: int, out_dir: str | None, label: str | None) -> dict:
+                   jobs: int, out_dir: str | None, label: str | None, body: str = "arena") -> dict:
     t0 = time.perf_counter()
+    spec = probe_body(cfg, body)
+    base_pols = baselines_for(spec)
     out = Path(out_dir or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     cap = cap or cfg.runtime.eval_cap
@@ -126,12 +149,13 @@ def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, 
         lab = label if (label and len(rules) == 1) else (f"{label}:{rule}" if label else rule)
         for s in seeds:
             work.append({"kind": "learn", "cfg": d, "seed": s, "steps": steps, "lives": lives, "cap": cap,
-                         "run_dir": str(out / f"{lab.replace(':', '_')}-s{s}"), "label": lab})
+                         "run_dir": str(out / f"{lab.replace(':', '_')}-s{s}"), "label": lab, "body": body, "spec": spec})
     for s in seeds:
-        for pol in ("random", "stationary"):
-            work.append({"kind": "baseline", "cfg": cfg.to_dict(), "seed": s, "policy": pol, "lives": lives, "cap": cap})
-    print(f"bench survival: {len(work)} jobs on {jobs} processes, {steps} learning steps per seed, "
-          f"{lives} lives per evaluation (cap {cap}), results in {out}", file=sys.stderr)
+        for pol in base_pols:
+            work.append({"kind": "baseline", "cfg": cfg.to_dict(), "seed": s, "policy": pol, "lives": lives, "cap": cap,
+                         "body": body, "spec": spec})
+    print(f"bench survival: {len(work)} jobs on {jobs} processes, body {body}, {steps} learning steps per seed, "
+          f"{lives} lives per evaluation (cap {cap}, in body steps), results in {out}", file=sys.stderr)
     if jobs > 1:
         with mp.get_context("fork").Pool(jobs) as pool:
             results = [r for rs in pool.imap_unordered(_job, work) for r in rs]
@@ -143,7 +167,7 @@ def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, 
         for mode in ("sample", "greedy"):
             per_seed = {}
             for s in seeds:
-                base = max(r["median_lifespan"] for r in results if r["seed"] == s and r["policy"] in ("random", "stationary"))
+                base = max(r["median_lifespan"] for r in results if r["seed"] == s and r["policy"] in base_pols)
                 mine = [r for r in results if r["seed"] == s and r["label"] == lab and r["mode"] == mode]
                 if mine:
                     per_seed[s] = {"median": mine[0]["median_lifespan"], "better_baseline": base,
@@ -151,15 +175,19 @@ def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, 
             verdict[f"{lab}/{mode}"] = {"seeds_passing_2x": sum(v["passes_2x"] for v in per_seed.values()),
                                         "seeds": len(per_seed), "per_seed": per_seed}
     wall = round(time.perf_counter() - t0, 1)
-    res = {"steps": steps, "seeds": seeds, "lives": lives, "cap": cap, "wall_s": wall, "verdict": verdict,
+    res = {"body": body, "baselines": base_pols, "steps": steps, "seeds": seeds, "lives": lives, "cap": cap,
+           "action_repeat": cfg.runtime.repeat_for(spec), "wall_s": wall, "verdict": verdict,
            "records": [{k: v for k, v in r.items() if k != "lifespans"} | {"lifespans": r["lifespans"]} for r in results]}
     (out / "results.json").write_text(dumps(res, indent=1))
     lines = [f"{'seed':>4}  {'policy':<28} {'mode':<6} {'median':>7} {'p25':>6} {'p75':>6} {'cens':>7} {'d/10k':>6} {'food':>5} {'hits':>5}"]
     for r in results:
         lines.append(f"{r['seed']:>4}  {r['label'][:28]:<28} {r['mode']:<6} {r['median_lifespan']:>7.0f} {r['p25']:>6.0f} {r['p75']:>6.0f} "
                      f"{r['censored']:>3}/{r['lives']:<3} {r['deaths_per_10k']:>6.2f} {r['food_per_life']:>5.1f} {r['hazard_hits_per_life']:>5.1f}")
+    if "stationary" not in base_pols:
+        lines.append(f"stationary: n/a ({spec.name} names no do-nothing action; the bar is 2x random)")
+    better = "the better of random and stationary" if "stationary" in base_pols else "random"
     for k, v in verdict.items():
-        lines.append(f"{k}: {v['seeds_passing_2x']}/{v['seeds']} seeds reach 2x the better of random and stationary")
+        lines.append(f"{k}: {v['seeds_passing_2x']}/{v['seeds']} seeds reach 2x {better}")
     lines.append(f"wall time {wall} s")
     table = "\n".join(lines)
     (out / "table.txt").write_text(table + "\n")

@@ -35,6 +35,13 @@ class BodySpec:
     touch_channels: length of the touch vector.
     action_heads: ordered name -> number of discrete choices.
     control_hz: nominal control rate (steps per second) of the real body.
+    still: the action that does nothing (in head order), or None when the body names none (a gym env whose
+        every action moves something): the stationary baseline exists only where this does.
+    action_repeat: body steps per decision this body is made for (runtime.action_repeat = 0 uses it): a body
+        that steps in small increments (the arena moves 0.2 m a step) wants several, an env whose step is
+        already a decision (gymnasium, frame skipping included) wants 1.
+    still and action_repeat say how to drive the body, not what the brain looks like: they stay out of
+    to_dict(), which is what checkpoints and weights are matched against.
     """
 
     eye_shape: tuple[int, int]
@@ -42,6 +49,8 @@ class BodySpec:
     action_heads: "OrderedDict[str, int]"
     control_hz: float = 10.0
     name: str = "body"
+    still: "tuple[int, ...] | None" = None
+    action_repeat: int = 1
 
     def __post_init__(self):
         h, w = self.eye_shape
@@ -55,6 +64,10 @@ class BodySpec:
             if int(n) < 2:
                 raise ValueError(f"BodySpec({self.name}): action head {k!r} needs >= 2 choices, got {n}")
         object.__setattr__(self, "action_heads", OrderedDict((str(k), int(v)) for k, v in self.action_heads.items()))
+        if self.still is not None:
+            object.__setattr__(self, "still", self.normalize_action(self.still))
+        if int(self.action_repeat) < 1:
+            raise ValueError(f"BodySpec({self.name}): action_repeat must be >= 1, got {self.action_repeat}")
 
     @property
     def n_action_logits(self) -> int:
@@ -188,6 +201,31 @@ class Revivable(abc.ABC):
     @abc.abstractmethod
     def waiting_for(self) -> str:
         """What a dead body waits for, in a few words (for the service status and the console)."""
+
+
+class UncertainMortality(abc.ABC):
+    """A body that cannot promise its lives end in death (a gymnasium env may only ever be cut by a time limit).
+
+    A frozen evaluation measures time to death: it asks such a body first and refuses one that cannot die.
+    """
+
+    @abc.abstractmethod
+    def why_it_cannot_die(self) -> "str | None":
+        """None when lives in this body can end in death; else, in one sentence, why they cannot."""
+
+
+class Changeable(abc.ABC):
+    """A world that can change while a brain lives in it (`bench adapt`): same process, same body, other rules
+    or looks. The brain is not told; it notices only through its senses."""
+
+    @property
+    @abc.abstractmethod
+    def world_changes(self) -> "tuple[str, ...]":
+        """The names of the changes this world can make."""
+
+    @abc.abstractmethod
+    def change_world(self, name: str) -> None:
+        """Make change `name` now (it stays through reset and respawn); ValueError for an unknown name."""
 
 
 class Restorable(abc.ABC):

@@ -2,67 +2,26 @@
 
     edge-runtime --sim [--steps N] [--seed S] [--rule NAME] [--config FILE.toml] [--run-dir DIR]
     edge-runtime run --config FILE.toml [--steps N] ...
-    edge-runtime eval --policy random|stationary|oracle|RUN_DIR|WEIGHTS --lives N --seed S [--json]
-    edge-runtime bench arena|step|survival|console|godot|bad-day [--json] ...
+    edge-runtime eval --policy random|stationary|oracle|RUN_DIR|WEIGHTS [--body NAME] --lives N --seed S [--json]
+    edge-runtime bench arena|step|survival|adapt|console|godot|bad-day [--json] ...
 
 Bad arguments and bad config files print one line naming the problem and exit 2.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 from .bodies import BodyError, choose, command, make_body
+from .cli_bench import BENCH_COMMANDS, add_bench_parsers
+from .cli_common import Parser, UsageError, _add_common, _positive, load_config
 from .config import Config, ConfigError
 from .jsonout import dumps
 
 PROG = "edge-runtime"
 log = logging.getLogger("edge_runtime")
-
-
-class UsageError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        raise UsageError(message)
-
-
-def _add_common(p: argparse.ArgumentParser, steps_default=None):
-    p.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value, e.g. --set rule.rollback=false (repeatable)")
-    p.add_argument("--rule", help="learning rule: survival (default) | seed-v1")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-
-
-def parse_value(text: str):
-    from .config import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare string
-
-
-def load_config(args) -> Config:
-    cfg = Config.load(args.config) if getattr(args, "config", None) else Config()
-    d = cfg.to_dict()
-    for item in getattr(args, "set", []) or []:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        key, val = item.split("=", 1)
-        sec, k = key.split(".", 1)
-        d.setdefault(sec, {})[k] = parse_value(val)
-    if getattr(args, "rule", None):
-        d["rule"]["name"] = args.rule
-    return Config.from_dict(d)
 
 
 def build_parser() -> Parser:
@@ -94,58 +53,20 @@ def build_parser() -> Parser:
     e = sub.add_parser("eval", help="frozen evaluation of a policy over N lives")
     _add_common(e)
     e.add_argument("--policy", required=True, help="random | stationary | oracle | RUN_DIR | weights file")
+    e.add_argument("--body", default=None, help="body to evaluate in: arena | godot | gym:ENV_ID | ... "
+                   "(default: the one the config's sections select, else the arena)")
     e.add_argument("--lives", type=int, default=30)
     e.add_argument("--cap", type=int, default=None, help="body steps after which a life is censored")
     e.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling (brains only)")
     e.add_argument("--json", action="store_true")
 
-    b = sub.add_parser("bench", help="benchmarks that print figures")
-    bsub = b.add_subparsers(dest="what", parser_class=Parser)
-    ba = bsub.add_parser("arena", help="arena steps/s, rendering included")
-    _add_common(ba)
-    ba.add_argument("--steps", type=int, default=3000)
-    ba.add_argument("--json", action="store_true")
-    bs = bsub.add_parser("step", help="one agent step: forward and learn ms, peak RSS")
-    _add_common(bs)
-    bs.add_argument("--steps", type=int, default=300)
-    bs.add_argument("--warmup", type=int, default=50)
-    bs.add_argument("--json", action="store_true")
-    bv = bsub.add_parser("survival", help="learn per seed, then frozen evaluation against random and stationary")
-    _add_common(bv)
-    bv.add_argument("--seeds", default="1,2,3,4,5")
-    bv.add_argument("--steps", type=int, default=50_000)
-    bv.add_argument("--lives", type=int, default=30)
-    bv.add_argument("--cap", type=int, default=None)
-    bv.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))
-    bv.add_argument("--out", default=None, help="directory for the learned runs and the results JSON")
-    bv.add_argument("--label", default=None, help="name for this configuration in the table (e.g. an ablation)")
-    bv.add_argument("--json", action="store_true")
+    add_bench_parsers(sub)
 
     ck = sub.add_parser("checkpoints", help="inspect the flash checkpoint store")
     cksub = ck.add_subparsers(dest="what", parser_class=Parser)
     cv = cksub.add_parser("verify", help="check both slots; exit 1 when no valid checkpoint exists")
     cv.add_argument("dir", metavar="DIR", help="a run directory or its checkpoints/ directory")
     cv.add_argument("--json", action="store_true")
-
-    bc = bsub.add_parser("console", help="control-loop rate with and without a console flooded with commands")
-    _add_common(bc)
-    bc.add_argument("--steps", type=int, default=400, help="decisions per measurement")
-    bc.add_argument("--repeats", type=int, default=3, help="measurements per mode (alternated)")
-    bc.add_argument("--json", action="store_true")
-    bg = bsub.add_parser("godot", help="Godot world steps/s and bytes per step, hex vs binary frames")
-    _add_common(bg)
-    bg.add_argument("--steps", type=int, default=300)
-    bg.add_argument("--godot-project", default=None, metavar="DIR")
-    bg.add_argument("--json", action="store_true")
-
-    bd = bsub.add_parser("bad-day", help="a day in the life of the robot service on the virtual MCU: reboots, "
-                         "garbage, silence, unplugs, console use, SIGTERM/SIGKILL restarts; prints the figures")
-    bd.add_argument("--minutes", type=float, default=0.0,
-                    help="keep cycling faults and restarts this long (0: one cycle each of SIGTERM, SIGKILL, SIGTERM)")
-    bd.add_argument("--short", action="store_true", help="processes after the first run a short cycle (the CI test)")
-    bd.add_argument("--seed", type=int, default=0)
-    bd.add_argument("--out", default=None, help="work directory (board events, runtime logs, run dir, bad-day.json)")
-    bd.add_argument("--json", action="store_true")
 
     sv = sub.add_parser("install-service", help="write (or print) the systemd unit for this installation")
     sv.add_argument("--config", default=None, metavar="FILE.toml", help="the config the service runs with (default /etc/edge-runtime/robot.toml)")
@@ -188,9 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.cmd == "bench":
             if args.what is None:
-                raise UsageError("bench needs one of: arena, step, survival, console, godot, bad-day")
-            return {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival,
-                    "console": cmd_bench_console, "godot": cmd_bench_godot, "bad-day": cmd_bench_bad_day}[args.what](args)
+                raise UsageError("bench needs one of: arena, step, survival, adapt, console, godot, bad-day")
+            return BENCH_COMMANDS[args.what](args)
         if args.cmd == "install-service":
             return cmd_install_service(args)
         if args.cmd == "console":
@@ -220,11 +140,6 @@ def cmd_checkpoints_verify(args) -> int:
     res = verify(args.dir)
     print(dumps(res) if args.json else format_verify(res))
     return 0 if res["valid"] else 1
-
-
-def _positive(name, v):
-    if v is not None and v <= 0:
-        raise UsageError(f"{name} must be > 0, got {v}")
 
 
 def cmd_run(args) -> int:
@@ -333,84 +248,25 @@ def cmd_console(args) -> int:
         raise UsageError(f"{args.device}: {e.strerror or e}") from None
 
 
-def cmd_bench_godot(args) -> int:
-    _positive("--steps", args.steps)
-    return _print_figures(command("bench-godot")(load_config(args), args), args.json)
-
-
-def cmd_bench_bad_day(args) -> int:
-    if args.minutes < 0:
-        raise UsageError(f"--minutes must be >= 0, got {args.minutes}")
-    res = command("bench-bad-day")(args)
-    _print_figures(res, args.json)
-    return 0 if not res["violations"] else 1
-
-
-def cmd_bench_console(args) -> int:
-    _positive("--steps", args.steps)
-    _positive("--repeats", args.repeats)
-    from .console.bench import bench_console
-
-    return _print_figures(bench_console(load_config(args), args.steps, args.repeats, args.seed), args.json)
-
-
 def cmd_eval(args) -> int:
     _positive("--lives", args.lives)
     _positive("--cap", args.cap)
     cfg = load_config(args)
-    from .evaluate import PolicyError, evaluate, format_row, make_policy
+    from .evaluate import PolicyError, check_mortal, evaluate, format_row, make_policy
 
-    k, arg = choose(cfg)
+    k, arg = choose(cfg, args.body)
     body = k.make(cfg, arg)
     try:
+        check_mortal(body)
         policy = make_policy(args.policy, body.spec, greedy=args.greedy, policies=k.policies)
     except PolicyError as e:
+        body.close()
         raise UsageError(str(e)) from None
     res = evaluate(policy, lambda: body, cfg, args.lives, args.seed, cap=args.cap)
     if args.json:
         print(dumps(res))
     else:
         print(format_row(res))
-    return 0
-
-
-def _print_figures(res: dict, as_json: bool) -> int:
-    print(dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
-    return 0
-
-
-def cmd_bench_arena(args) -> int:
-    _positive("--steps", args.steps)
-    from .bench import bench_arena
-
-    return _print_figures(bench_arena(load_config(args), args.steps, args.seed), args.json)
-
-
-def cmd_bench_step(args) -> int:
-    _positive("--steps", args.steps)
-    from .bench import bench_step
-
-    return _print_figures(bench_step(load_config(args), args.steps, args.warmup, args.seed), args.json)
-
-
-def cmd_bench_survival(args) -> int:
-    _positive("--steps", args.steps)
-    _positive("--lives", args.lives)
-    _positive("--jobs", args.jobs)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds {args.seeds!r}: expected a comma-separated list of integers") from None
-    if not seeds:
-        raise UsageError("--seeds: at least one seed")
-    rules = (args.rule or "survival").split(",")
-    cfg = load_config(argparse.Namespace(**{**vars(args), "rule": None}))
-    for r in rules:
-        Config.from_dict({**cfg.to_dict(), "rule": {**cfg.to_dict()["rule"], "name": r}})  # validates the names
-    from .bench import bench_survival
-
-    res = bench_survival(cfg, rules, seeds, args.steps, args.lives, args.cap, args.jobs, args.out, args.label)
-    print(dumps(res) if args.json else "")
     return 0
 
 

@@ -117,15 +117,19 @@ class RuleConfig:
 
 @dataclass
 class RuntimeConfig:
-    action_repeat: int = 4  # body steps per decision (ends early on a felt event)
+    action_repeat: int = 0  # body steps per decision (ends early on a felt event); 0 = the body's own (its spec)
     event_threshold: float = 0.02  # |change| of hp/energy within a repeat that ends it early
     threads: int = 1
     metrics_every: int = 1
     progress_every_s: float = 1.0
     eval_cap: int = 5000  # body steps: lives reaching it are right-censored
 
+    def repeat_for(self, spec) -> int:
+        """Body steps per decision in this body: action_repeat, or the body's own when it is 0."""
+        return self.action_repeat or spec.action_repeat
+
     def __post_init__(self):
-        check(self.action_repeat >= 1, "runtime.action_repeat", "must be >= 1")
+        check(self.action_repeat >= 0, "runtime.action_repeat", "must be >= 1, or 0 for the body's own")
         check(self.threads >= 1, "runtime.threads", "must be >= 1")
         check(self.metrics_every >= 1, "runtime.metrics_every", "must be >= 1")
         check(self.eval_cap >= 10, "runtime.eval_cap", "must be >= 10")

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .body import Body
+from .body import Body, UncertainMortality
 from .config import Config, ConfigError, ModelConfig
 from .rules import RULES
 from .runtime import act_repeat
@@ -29,9 +29,17 @@ class PolicyError(ValueError):
     pass
 
 
-def _stationary_action(spec) -> tuple[int, ...]:
-    # the middle choice of every head is "no motion" in the arena's heads (drive stop, turn none)
-    return tuple(n // 2 for n in spec.action_heads.values())
+def no_stationary(spec) -> str:
+    return (f"stationary: {spec.name} names no do-nothing action (its spec's `still`: every action it has moves "
+            "something), so it has no stationary baseline")
+
+
+def check_mortal(body: Body):
+    """A frozen evaluation measures time to death: refuse a body that says its lives cannot end in one."""
+    if isinstance(body, UncertainMortality):
+        why = body.why_it_cannot_die()
+        if why:
+            raise PolicyError(f"cannot evaluate in {body.spec.name}: {why}")
 
 
 class Policy:
@@ -58,10 +66,14 @@ class RandomPolicy(Policy):
 
 
 class StationaryPolicy(Policy):
+    """The body's own do-nothing action (BodySpec.still); a body that names none has no stationary baseline."""
+
     name = "stationary"
 
     def start_life(self, body, seed):
-        self.action = _stationary_action(body.spec)
+        if body.spec.still is None:
+            raise PolicyError(no_stationary(body.spec))
+        self.action = body.spec.still
 
     def __call__(self, sense):
         return self.action
@@ -158,6 +170,8 @@ def make_policy(name: str, spec, greedy: bool = False, policies: dict | None = N
     if name == "random":
         return RandomPolicy()
     if name == "stationary":
+        if spec.still is None:
+            raise PolicyError(no_stationary(spec))
         return StationaryPolicy()
     if policies and name in policies:
         return policies[name]()
@@ -169,9 +183,9 @@ def evaluate(policy: Policy, make_body: Callable[[], Body], cfg: Config, lives: 
     """Run `lives` frozen lives; life i starts the world from seed + i."""
     torch.set_num_threads(cfg.runtime.threads)
     cap = cap or cfg.runtime.eval_cap
-    repeat = action_repeat or getattr(policy, "action_repeat", None) or cfg.runtime.action_repeat
     lengths, censored, food, hits = [], [], [], []
     with make_body() as body:
+        repeat = action_repeat or getattr(policy, "action_repeat", None) or cfg.runtime.repeat_for(body.spec)
         for i in range(lives):
             s = body.reset(seed=seed + i)
             policy.start_life(body, seed + i)

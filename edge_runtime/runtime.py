@@ -181,7 +181,7 @@ class Runner:
             while not self.stop_requested and (steps is None or done < steps):
                 learning = self.rule.learning  # False: act frozen, no update (console `learn off`)
                 action = self.rule.decide(eyes, bodyv) if learning else self.rule.act_frozen(eyes, bodyv)
-                sense, feel = act_repeat(self.body, action, sense, rt.action_repeat, rt.event_threshold)
+                sense, feel = act_repeat(self.body, action, sense, rt.repeat_for(self.body.spec), rt.event_threshold)
                 self.body_steps += feel.body_steps
                 self.life_steps += feel.body_steps
                 eyes, bodyv = self.enc(sense)

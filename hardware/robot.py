@@ -68,11 +68,13 @@ class RobotConfig:
     revive_min_energy: float = 0.2  # a body that died of a flat battery comes back only above this
     report_timeout_s: float = 0.5  # a sensor report older than this marks the step as link-down
     link_wait_s: float = 3.0  # how long one step waits for a lost MCU link to come back
+    decision_steps: int = 4  # control steps per decision the robot is made for (its spec's action_repeat)
 
     def __post_init__(self):
         w = "robot"
         check(self.eye_h >= 16 and self.eye_w >= 16, f"{w}.eye_h", "eye_h and eye_w must be >= 16")
         check(self.control_hz >= 0, f"{w}.control_hz", "must be >= 0")
+        check(self.decision_steps >= 1, f"{w}.decision_steps", "must be >= 1")
         check(0 < self.drive_power <= P.MOTOR_MAX, f"{w}.drive_power", f"must be in 1..{P.MOTOR_MAX}")
         check(0 <= self.turn_power <= P.MOTOR_MAX, f"{w}.turn_power", f"must be in 0..{P.MOTOR_MAX}")
         check(self.empty_mv < self.full_mv, f"{w}.empty_mv", "must be < full_mv")
@@ -153,7 +155,8 @@ class RobotBody(Body, MotorControl, Revivable):
             if mcu.touch >= 0 and mcu.touch != n_touch:
                 raise ConfigError(f"mcu.touch: config says {mcu.touch} touch channels, the MCU on {port} reports {n_touch}")
             self.spec = BodySpec(eye_shape=(robot.eye_h, robot.eye_w), touch_channels=n_touch,
-                                 action_heads=DRIVE_TURN_HEADS, control_hz=robot.control_hz or 10.0, name="Robot")
+                                 action_heads=DRIVE_TURN_HEADS, control_hz=robot.control_hz or 10.0, name="Robot",
+                                 still=(1, 1), action_repeat=robot.decision_steps)
             self.camera = camera if isinstance(camera, StereoCamera) else open_stereo(camera, (robot.eye_h, robot.eye_w))
         except BaseException:
             self.close()

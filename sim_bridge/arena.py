@@ -11,14 +11,18 @@ Nothing here tells the brain what a colour means.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.body import DRIVE, DRIVE_TURN_HEADS, TURN, Action, Body, BodySpec, MotorControl, Restorable, Sense
+from edge_runtime.body import (DRIVE, DRIVE_TURN_HEADS, TURN, Action, Body, BodySpec, Changeable, MotorControl, Restorable,
+                               Sense)
 from edge_runtime.config import check
+
+from .arena_eyes import RayEyes
 
 ACTION_HEADS = DRIVE_TURN_HEADS  # drive: back/stop/forward; turn: left/none/right (edge_runtime.body)
 
@@ -59,6 +63,7 @@ class ArenaConfig:
     n_touch: int = 8
     touch_range: float = 0.2
     control_hz: float = 10.0
+    decision_steps: int = 4  # body steps per decision the arena is made for (its spec's action_repeat)
     food_color: tuple[int, int, int] = (60, 200, 60)
     hazard_color: tuple[int, int, int] = (220, 50, 40)
     obstacle_color: tuple[int, int, int] = (70, 90, 200)
@@ -75,6 +80,7 @@ class ArenaConfig:
         check(0 <= self.eye_baseline < 2 * self.robot_radius, f"{w}.eye_baseline", "must be in [0, robot diameter)")
         for name in ("n_food", "n_hazards", "n_obstacles", "moving_hazards", "n_touch"):
             check(getattr(self, name) >= 0, f"{w}.{name}", "must be >= 0")
+        check(self.decision_steps >= 1, f"{w}.decision_steps", "must be >= 1")
         check(self.moving_hazards <= self.n_hazards, f"{w}.moving_hazards", "must be <= n_hazards")
         for name in ("robot_radius", "food_radius", "hazard_radius", "obstacle_radius", "forward_speed", "energy_drain", "control_hz"):
             check(getattr(self, name) > 0, f"{w}.{name}", "must be > 0")
@@ -84,6 +90,22 @@ class ArenaConfig:
             setattr(self, name, c)
         free = self.size**2 - self.n_obstacles * math.pi * (self.obstacle_radius + self.robot_radius) ** 2
         check(free > 0.3 * self.size**2, f"{w}.n_obstacles", "obstacles leave too little free space")
+
+
+def _halve(c):
+    return tuple(int(x) // 2 for x in c)
+
+
+# What `bench adapt` can do to the world, by name: each maps the arena's config to the changed one.
+WORLD_CHANGES = {
+    # what looked like food now hurts, and the other way round
+    "swap-colours": lambda c: dataclasses.replace(c, food_color=c.hazard_color, hazard_color=c.food_color),
+    # drifting hazards move 3x faster
+    "fast-hazards": lambda c: dataclasses.replace(c, hazard_speed=c.hazard_speed * 3),
+    # floor, walls and sky darker by half
+    "dark": lambda c: dataclasses.replace(c, floor_color=_halve(c.floor_color), wall_color=_halve(c.wall_color),
+                                          sky_color=_halve(c.sky_color)),
+}
 
 
 class ArenaSense(Sense):
@@ -103,7 +125,7 @@ class ArenaSense(Sense):
     right = property(lambda self: self._look()[1], lambda self, v: None)
 
 
-class Arena(Body, MotorControl, Restorable):
+class Arena(Body, MotorControl, Restorable, Changeable):
     """The built-in world and the one robot living in it (the default body of `--sim`)."""
 
     def __init__(self, config: ArenaConfig | None = None):
@@ -111,13 +133,13 @@ class Arena(Body, MotorControl, Restorable):
         c = self.cfg
         self.spec = BodySpec(
             eye_shape=(c.eye_h, c.eye_w), touch_channels=c.n_touch, action_heads=ACTION_HEADS,
-            control_hz=c.control_hz, name="Arena",
+            control_hz=c.control_hz, name="Arena", still=(1, 1), action_repeat=c.decision_steps,
         )
         self.rng = np.random.default_rng()
         self._closed = False
         self._counters = {"food": 0, "hazard_hits": 0, "bumps": 0}
         self._frame = 0
-        self._rays_prepared = False
+        self._eyes = None  # RayEyes, made on the first look
         self._seeded = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -159,6 +181,14 @@ class Arena(Body, MotorControl, Restorable):
     def counters(self) -> dict:
         """This life's events: food eaten, hazard hits, bumps."""
         return dict(self._counters)
+
+    # -- Changeable: the world changes under the brain's feet (bench adapt)
+    world_changes = tuple(WORLD_CHANGES)
+
+    def change_world(self, name: str) -> None:
+        if name not in WORLD_CHANGES:
+            raise ValueError(f"Arena: no world change {name!r} (known: {', '.join(WORLD_CHANGES)})")
+        self.cfg = WORLD_CHANGES[name](self.cfg)
 
     # -- Restorable: the whole world, bit for bit (a resumed run goes on exactly as an uninterrupted one)
     def checkpoint_state(self) -> dict:
@@ -340,89 +370,9 @@ class Arena(Body, MotorControl, Restorable):
         np.maximum.at(out, sector, val.astype(np.float32))
         return out
 
-    def _prepare_rays(self):
-        c = self.cfg
-        W, H = c.eye_w, c.eye_h
-        fov = math.radians(c.fov_deg)
-        # column i looks at angle offset +fov/2 (left) ... -fov/2 (right), on a flat image plane
-        fx = (W / 2) / math.tan(fov / 2)
-        xs = (np.arange(W) + 0.5 - W / 2) / fx
-        self._ray_off = -np.arctan(xs)  # (W,)
-        self._cos_off = np.cos(self._ray_off)
-        self._fy = (H / 2) / math.tan(math.radians(c.vfov_deg) / 2)
-        self._rows = (np.arange(H) + 0.5)[:, None]  # (H,1)
-        # floor/sky backdrop with distance shading on the floor
-        img = np.empty((H, W, 3), np.float32)
-        horizon = H / 2
-        for y in range(H):
-            yc = y + 0.5
-            if yc < horizon:
-                img[y] = np.array(c.sky_color, np.float32)
-            else:
-                dist = c.cam_height * self._fy / max(yc - horizon, 1e-3)
-                img[y] = np.array(c.floor_color, np.float32) * self._shade(dist)
-        self._backdrop = img
-        self._rays_prepared = True
-
-    @staticmethod
-    def _shade(dist):
-        return 1.0 / (1.0 + 0.12 * np.asarray(dist))
-
     def render_eyes(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self._rays_prepared:
-            self._prepare_rays()
-        c = self.cfg
-        H, W = c.eye_h, c.eye_w
-        left_dir = np.array([-math.sin(self.heading), math.cos(self.heading)])
-        eyes = np.stack([self.pos + left_dir * c.eye_baseline / 2, self.pos - left_dir * c.eye_baseline / 2])  # (2,2)
-        ang = self.heading + self._ray_off  # (W,)
-        dirs = np.stack([np.cos(ang), np.sin(ang)], -1)  # (W,2)
-        # walls: distance along each ray to the box
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tx = np.where(dirs[None, :, 0] > 0, (c.size - eyes[:, None, 0]) / dirs[None, :, 0], -eyes[:, None, 0] / dirs[None, :, 0])
-            ty = np.where(dirs[None, :, 1] > 0, (c.size - eyes[:, None, 1]) / dirs[None, :, 1], -eyes[:, None, 1] / dirs[None, :, 1])
-        tx = np.where(np.isfinite(tx) & (tx >= 0), tx, np.inf)
-        ty = np.where(np.isfinite(ty) & (ty >= 0), ty, np.inf)
-        t_wall = np.minimum(tx, ty)  # (2,W)
-        wall_id = np.where(tx < ty, np.where(dirs[None, :, 0] > 0, 1, 0), np.where(dirs[None, :, 1] > 0, 3, 2))
-        # round things: food, hazards, obstacles
-        centers = np.concatenate([self.food, self.hazards, self.obstacles]).reshape(-1, 2)
-        radii = np.concatenate([np.full(len(self.food), c.food_radius), np.full(len(self.hazards), c.hazard_radius), np.full(len(self.obstacles), c.obstacle_radius)])
-        heights = np.concatenate([np.full(len(self.food), c.food_height), np.full(len(self.hazards), c.hazard_height), np.full(len(self.obstacles), c.obstacle_height)])
-        colors = np.concatenate([np.tile(c.food_color, (len(self.food), 1)), np.tile(c.hazard_color, (len(self.hazards), 1)), np.tile(c.obstacle_color, (len(self.obstacles), 1))]).astype(np.float32).reshape(-1, 3)
-        oc = eyes[:, None, :] - centers[None, :, :]  # (2,N,2)
-        b = np.einsum("wk,enk->ewn", dirs, oc)  # (2,W,N)
-        cc = np.sum(oc * oc, -1)[:, None, :] - radii[None, None, :] ** 2  # (2,1,N)
-        disc = b * b - cc
-        sq = np.sqrt(np.maximum(disc, 0.0))
-        t = -b - sq
-        t = np.where(t > 0, t, np.where(-b + sq > 0, 1e-3, np.inf))
-        t = np.where(disc >= 0, t, np.inf)  # (2,W,N)
-        # z-buffer over walls + objects, per pixel
-        dist_all = np.concatenate([t_wall[:, :, None], t], -1)  # (2,W,N+1)
-        h_all = np.concatenate([np.full(1, c.wall_height), heights])  # (N+1,)
-        perp = dist_all * self._cos_off[None, :, None]
-        perp = np.maximum(perp, 1e-3)
-        horizon = H / 2
-        top = horizon - self._fy * (h_all[None, None, :] - c.cam_height) / perp  # (2,W,N+1)
-        bot = horizon + self._fy * c.cam_height / perp
-        rows = self._rows[None, :, :, None]  # (1,H,1,1)
-        cover = (rows >= top[:, None]) & (rows < bot[:, None]) & np.isfinite(dist_all)[:, None]  # (2,H,W,N+1)
-        depth = np.where(cover, dist_all[:, None], np.inf)
-        idx = np.argmin(depth, -1)  # (2,H,W)
-        dmin = np.take_along_axis(depth, idx[..., None], -1)[..., 0]
-        hit = np.isfinite(dmin)
-        wall_tint = np.array([[1.0], [0.85], [0.7], [0.55]], np.float32)  # a different shade per wall side
-        wall_cols = np.array(c.wall_color, np.float32)[None, :] * wall_tint  # (4,3)
-        col_wall = wall_cols[wall_id]  # (2,W,3)
-        col_obj = np.concatenate([np.zeros((1, 3), np.float32), colors])  # index 0 = wall placeholder
-        col = col_obj[idx]  # (2,H,W,3)
-        is_wall = idx == 0
-        col = np.where(is_wall[..., None], np.broadcast_to(col_wall[:, None], col.shape), col)
-        col = col * self._shade(np.where(hit, dmin, 0.0))[..., None]
-        img = np.where(hit[..., None], col, self._backdrop[None])
-        img = np.clip(img, 0, 255).astype(np.uint8)
-        return img[0], img[1]
+        """Both eyes as the robot sees the world now."""
+        return self._render_view((self.pos, self.heading, self.food, self.hazards, self.obstacles))
 
     def _sense(self) -> Sense:
         # the eyes are rendered when first looked at, from the world as it was at this step:
@@ -434,12 +384,9 @@ class Arena(Body, MotorControl, Restorable):
         )
 
     def _render_view(self, view):
-        now = (self.pos, self.heading, self.food, self.hazards)
-        self.pos, self.heading, self.food, self.hazards, _ = view
-        try:
-            return self.render_eyes()
-        finally:
-            self.pos, self.heading, self.food, self.hazards = now
+        if self._eyes is None or self._eyes.cfg is not self.cfg:  # first look, or a world change repainted it
+            self._eyes = RayEyes(self.cfg)
+        return self._eyes.render(*view)
 
     # ---------------------------------------------------------------- for the oracle and tests only
     def world_state(self) -> dict:

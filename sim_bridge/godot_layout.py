@@ -47,7 +47,9 @@ class AgentLayout:
         return self.mapper.right
 
     @classmethod
-    def from_spaces(cls, obs_space: Mapping, act_space: Mapping, name: str, control_hz: float = 10.0) -> "AgentLayout":
+    def from_spaces(cls, obs_space: Mapping, act_space: Mapping, name: str, control_hz: float = 10.0,
+                    decision_steps: int = 0) -> "AgentLayout":
+        """decision_steps: the body's action_repeat (0: 4 for a drive/turn robot like the arena's, else 1)."""
         images = [k for k, v in obs_space.items() if is_image_key(k)]
         shapes = {}
         for k in images:
@@ -81,10 +83,15 @@ class AgentLayout:
         if not heads:
             raise GodotError(f"{name}: the world declares no actions")
         names = [h.name for h in heads]
-        if set(names) == set(ACTION_HEADS) and all(h.n == ACTION_HEADS[h.name] for h in heads):
+        wheeled = set(names) == set(ACTION_HEADS) and all(h.n == ACTION_HEADS[h.name] for h in heads)
+        if wheeled:
             heads.sort(key=lambda h: list(ACTION_HEADS).index(h.name))  # the built-in arena's order: same brain fits
+        # doing nothing: the wheeled robot's stop/straight; a continuous action's 0; a discrete action means
+        # whatever the world says it means, so a world with one names no "still"
+        still = tuple(h.n // 2 for h in heads) if wheeled or all(h.continuous >= 0 for h in heads) else None
         spec = BodySpec(eye_shape=mapper.eye_shape, touch_channels=mapper.touch_channels,
-                        action_heads=OrderedDict((h.name, h.n) for h in heads), control_hz=control_hz, name=name)
+                        action_heads=OrderedDict((h.name, h.n) for h in heads), control_hz=control_hz, name=name,
+                        still=still, action_repeat=decision_steps or (4 if wheeled else 1))
         return cls(spec, mapper, shapes, heads, action_keys)
 
     def wire_action(self, action: Action) -> dict:

@@ -28,6 +28,7 @@ class GodotOptions:
     eye_w: int = 64  # bundled arena's eye size (--eye_w/--eye_h)
     eye_h: int = 48
     action_repeat: int = 1  # world steps per action, done inside Godot (--action_repeat)
+    decision_steps: int = 0  # actions per decision (the body's action_repeat); 0: 4 for a drive/turn robot, else 1
     seed: int = 0  # --env_seed
     connect_timeout: float = 60.0  # seconds for Godot to connect (waiting for the editor: make it long)
     step_timeout: float = 20.0  # seconds for any one reply
@@ -45,6 +46,7 @@ class GodotOptions:
         check(0 <= self.agent < self.n_agents, f"{w}.agent", f"must be in 0..{self.n_agents - 1}")
         check(self.eye_w >= 8 and self.eye_h >= 8, f"{w}.eye_w", "eye_w and eye_h must be >= 8")
         check(self.action_repeat >= 1, f"{w}.action_repeat", "must be >= 1")
+        check(self.decision_steps >= 0, f"{w}.decision_steps", "must be >= 0 (0: 4 for a drive/turn robot, else 1)")
         check(self.connect_timeout > 0, f"{w}.connect_timeout", "must be > 0")
         check(self.step_timeout > 0, f"{w}.step_timeout", "must be > 0")
 

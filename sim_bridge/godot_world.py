@@ -139,7 +139,8 @@ class GodotWorld:
         self.binary = edge.get("frames") == "binary"
         self.respawn_mode = "call" if edge.get("respawn") else ("reset" if n == 1 else "world")
         self.env_info = info
-        self.layouts = [AgentLayout.from_spaces(obs[i], act[i], self.name if n == 1 else f"{self.name}[{i}]")
+        self.layouts = [AgentLayout.from_spaces(obs[i], act[i], self.name if n == 1 else f"{self.name}[{i}]",
+                                                decision_steps=self.opts.decision_steps)
                         for i in range(n)]
 
     def _sense(self, i: int, obs: dict, blob, dead: bool, info) -> Sense:

@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edge_runtime.body import Action, Body, BodySpec, Sense
+from edge_runtime.body import DRIVE_TURN_HEADS, Action, Body, BodySpec, Sense, UncertainMortality
 from edge_runtime.config import check
 
 from .obs_sense import DEFAULT_EYES, ObsField, SenseMapper
@@ -45,6 +45,7 @@ class GymConfig:
 
     eye_shape: Optional[tuple[int, int]] = None  # [H, W] of the eyes (None: the env's own image size, or 48x64)
     kwargs: dict = field(default_factory=dict)  # [gym.kwargs]: keyword arguments for gymnasium.make
+    decision_steps: int = 0  # env steps per decision (the body's action_repeat); 0: 4 for drive/turn heads, else 1
 
     def __post_init__(self):
         if self.eye_shape is not None:
@@ -53,6 +54,7 @@ class GymConfig:
                   f"must be [H, W], both integers >= 8, got {self.eye_shape!r}")
             self.eye_shape = tuple(self.eye_shape)
         check(isinstance(self.kwargs, dict), "gym.kwargs", "must be a table")
+        check(self.decision_steps >= 0, "gym.decision_steps", "must be >= 0 (0: 4 for drive/turn heads, else 1)")
 
 
 class GymBodyError(ValueError):
@@ -76,10 +78,11 @@ def _image_layout(space) -> tuple | None:
     return None
 
 
-class GymBody(Body):
+class GymBody(Body, UncertainMortality):
     """A gymnasium env seen through the body contract."""
 
-    def __init__(self, env, eye_shape: tuple[int, int] | None = None, name: str | None = None, control_hz: float = 10.0):
+    def __init__(self, env, eye_shape: tuple[int, int] | None = None, name: str | None = None, control_hz: float = 10.0,
+                 decision_steps: int = 0):
         from gymnasium import spaces
 
         self.env = env
@@ -139,11 +142,49 @@ class GymBody(Body):
         bad = [(h, n) for h, n in heads if n < 2]
         if bad:
             raise GymBodyError(f"{self.name}: action head(s) {bad} need at least 2 choices")
+        wheeled = OrderedDict(heads) == DRIVE_TURN_HEADS  # EdgeArena-v0: the arena's robot
         self.spec = BodySpec(eye_shape=self._eye, touch_channels=self.mapper.touch_channels, action_heads=OrderedDict(heads),
-                             control_hz=control_hz, name=self.name)
+                             control_hz=control_hz, name=self.name, still=(1, 1) if wheeled else self._still(heads),
+                             action_repeat=decision_steps or (4 if wheeled else 1))
+
+    def _still(self, heads) -> tuple | None:
+        """The env's do-nothing action where its space says what that is, else None (no stationary baseline)."""
+        asp = self.env.action_space
+        if self._act_kind == "discrete":  # ALE names its actions: NOOP
+            meanings = getattr(self.env.unwrapped, "get_action_meanings", None)
+            names = list(meanings()) if callable(meanings) else []
+            return (names.index("NOOP"),) if "NOOP" in names else None
+        if self._act_kind == "binary":  # no button pressed
+            return tuple(0 for _ in heads)
+        if self._act_kind == "box" and np.allclose(np.asarray(asp.low), -np.asarray(asp.high)):  # zero force
+            return tuple(1 for _ in heads)
+        return None
+
+    def why_it_cannot_die(self, probe_steps: int = 3000) -> str | None:
+        """Random actions on this env until an episode terminates: a world that only ever truncates cannot kill."""
+        from gymnasium import spaces
+
+        asp = self.env.action_space
+        asp.seed(12345)
+        self.env.reset(seed=12345)
+        truncations = 0
+        for n in range(1, probe_steps + 1):
+            _, _score, terminated, truncated, _ = self.env.step(asp.sample())  # the score is dropped here too
+            if terminated:
+                return None
+            if truncated:
+                truncations += 1
+                self.env.reset()
+        self._dead = True  # the probe used the env: the next life starts with a reset
+        if truncations == 0:
+            return None  # no episode ended either way: nothing says it cannot
+        kind = "Discrete" if isinstance(asp, spaces.Discrete) else type(asp).__name__
+        return (f"{self.name} ended its episodes only by truncation ({truncations} truncations and no termination "
+                f"in {probe_steps} random {kind} actions): a time limit is not a death, so there is no lifespan to "
+                "measure")
 
     @classmethod
-    def make(cls, env_id: str, eye_shape=None, **env_kwargs) -> "GymBody":
+    def make(cls, env_id: str, eye_shape=None, decision_steps: int = 0, **env_kwargs) -> "GymBody":
         import gymnasium as gym
 
         import sim_bridge  # noqa: F401  (registers EdgeArena-v0)
@@ -153,7 +194,7 @@ class GymBody(Body):
         except gym.error.Error as e:
             raise GymBodyError(f"gym:{env_id}: {e}") from None
         try:
-            return cls(env, eye_shape=eye_shape)
+            return cls(env, eye_shape=eye_shape, decision_steps=decision_steps)
         except BaseException:
             env.close()
             raise

@@ -14,6 +14,7 @@ from .arena import Arena, ArenaConfig
 
 class EdgeArenaEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    action_names = ("drive", "turn")  # the heads of the arena's robot, by name (GymBody reads them)
 
     def __init__(self, config: ArenaConfig | None = None, render_mode: str | None = None, **overrides):
         cfg = config or ArenaConfig(**overrides)

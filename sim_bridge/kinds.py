@@ -26,7 +26,7 @@ def _make_gym(cfg, env_id):
 
     g = cfg.section("gym")
     try:
-        return GymBody.make(env_id, eye_shape=g.eye_shape, **g.kwargs)
+        return GymBody.make(env_id, eye_shape=g.eye_shape, decision_steps=g.decision_steps, **g.kwargs)
     except (GymBodyError, TypeError, ValueError) as e:
         raise BodyError(f"--body gym:{env_id}: {e}") from None
 

@@ -1,4 +1,5 @@
 """The config: every section typed by the dataclass its owner declares, checked in one place, field-named errors."""
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,34 @@ def test_absent_sections_read_as_defaults_or_say_what_is_needed():
 def test_the_examples_load(name):
     cfg = Config.load(EXAMPLES / name)
     assert cfg.has("mcu") and cfg.has("camera") and cfg.mcu.port
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+SECTION_DOCS = {"model": "config.md", "rule": "config.md", "runtime": "config.md", "arena": "config.md",
+                "checkpoint": "checkpoints.md", "service": "service.md", "console": "console.md",
+                "robot": "hardware.md", "camera": "hardware.md", "mcu": "hardware.md", "godot": "godot.md",
+                "gym": "godot.md"}
+
+
+def documented(text: str, section: str, name: str) -> bool:
+    """In a table row, as a TOML line `name = ...`, or in backquotes."""
+    return re.search(rf"(^\|[^\n]*\b{name}\b)|(^\s*{name}\s*=)|(`{name}`)|(`{section}\.{name}`)", text, re.M) is not None
+
+
+def test_every_config_key_is_documented():
+    """Docs are contracts: a user writing a config from the docs alone finds every key of every section."""
+    import dataclasses
+
+    from edge_runtime.config import CORE_SECTIONS
+    from hardware.virtual_mcu import VirtualMcuConfig
+
+    types = {**CORE_SECTIONS, **{n: st.load() for n, st in section_types().items()}}
+    assert set(types) == set(SECTION_DOCS)
+    missing = []
+    for name, typ in types.items():
+        text = (DOCS / SECTION_DOCS[name]).read_text()
+        missing += [f"{name}.{f.name} (docs/{SECTION_DOCS[name]})" for f in dataclasses.fields(typ)
+                    if not documented(text, name, f.name)]
+    text = (DOCS / "hardware.md").read_text()
+    missing += [f"mcu.virtual.{f.name}" for f in dataclasses.fields(VirtualMcuConfig) if not documented(text, "mcu.virtual", f.name)]
+    assert missing == []

@@ -1,0 +1,171 @@
+"""`edge-runtime bench ...`: the benchmark commands (each prints figures; --json for scripts)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .bodies import command
+from .config import Config
+from .jsonout import dumps
+from .cli_common import Parser, UsageError, _add_common, _positive, load_config
+
+
+def add_bench_parsers(sub) -> None:
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    bsub = b.add_subparsers(dest="what", parser_class=Parser)
+    ba = bsub.add_parser("arena", help="arena steps/s, rendering included")
+    _add_common(ba)
+    ba.add_argument("--steps", type=int, default=3000)
+    ba.add_argument("--json", action="store_true")
+    bs = bsub.add_parser("step", help="one agent step: forward and learn ms, peak RSS")
+    _add_common(bs)
+    bs.add_argument("--steps", type=int, default=300)
+    bs.add_argument("--warmup", type=int, default=50)
+    bs.add_argument("--json", action="store_true")
+    bv = bsub.add_parser("survival", help="learn per seed, then frozen evaluation against random and stationary")
+    _add_common(bv)
+    bv.add_argument("--body", default="arena", help="body to learn and evaluate in: arena (default) | godot | "
+                    "gym:ENV_ID (learning, evaluation and baselines all meet the same world)")
+    bv.add_argument("--seeds", default="1,2,3,4,5")
+    bv.add_argument("--steps", type=int, default=50_000)
+    bv.add_argument("--lives", type=int, default=30)
+    bv.add_argument("--cap", type=int, default=None)
+    bv.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))
+    bv.add_argument("--out", default=None, help="directory for the learned runs and the results JSON")
+    bv.add_argument("--label", default=None, help="name for this configuration in the table (e.g. an ablation)")
+    bv.add_argument("--json", action="store_true")
+
+    bt = bsub.add_parser("adapt", help="a world that changes: learn in A, the world changes to B, keep learning; "
+                         "frozen evaluations in B against a fresh learner, random and stationary")
+    _add_common(bt)
+    bt.add_argument("--change", required=True, help="the change: swap-colours | fast-hazards | dark (the arena's)")
+    bt.add_argument("--body", default="arena", help="a body that can change its world (default: arena)")
+    bt.add_argument("--seeds", default="1,2,3,4,5")
+    bt.add_argument("--steps-a", type=int, default=25_000, help="decisions learned in world A")
+    bt.add_argument("--steps-b", type=int, default=25_000, help="decisions learned in world B after the change")
+    bt.add_argument("--eval-every", type=int, default=None, help="save and evaluate the brains every N decisions in "
+                    "B (default: only at the end of B)")
+    bt.add_argument("--lives", type=int, default=30)
+    bt.add_argument("--cap", type=int, default=None)
+    bt.add_argument("--greedy", action="store_true", help="evaluate with argmax actions instead of sampling")
+    bt.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))
+    bt.add_argument("--out", default=None, help="directory for the runs, brains and results JSON")
+    bt.add_argument("--json", action="store_true")
+    bc = bsub.add_parser("console", help="control-loop rate with and without a console flooded with commands")
+    _add_common(bc)
+    bc.add_argument("--steps", type=int, default=400, help="decisions per measurement")
+    bc.add_argument("--repeats", type=int, default=3, help="measurements per mode (alternated)")
+    bc.add_argument("--json", action="store_true")
+    bg = bsub.add_parser("godot", help="Godot world steps/s and bytes per step, hex vs binary frames")
+    _add_common(bg)
+    bg.add_argument("--steps", type=int, default=300)
+    bg.add_argument("--godot-project", default=None, metavar="DIR")
+    bg.add_argument("--json", action="store_true")
+
+    bd = bsub.add_parser("bad-day", help="a day in the life of the robot service on the virtual MCU: reboots, "
+                         "garbage, silence, unplugs, console use, SIGTERM/SIGKILL restarts; prints the figures")
+    bd.add_argument("--minutes", type=float, default=0.0,
+                    help="keep cycling faults and restarts this long (0: one cycle each of SIGTERM, SIGKILL, SIGTERM)")
+    bd.add_argument("--short", action="store_true", help="processes after the first run a short cycle (the CI test)")
+    bd.add_argument("--seed", type=int, default=0)
+    bd.add_argument("--out", default=None, help="work directory (board events, runtime logs, run dir, bad-day.json)")
+    bd.add_argument("--json", action="store_true")
+
+
+
+def cmd_bench_godot(args) -> int:
+    _positive("--steps", args.steps)
+    return _print_figures(command("bench-godot")(load_config(args), args), args.json)
+
+
+def cmd_bench_bad_day(args) -> int:
+    if args.minutes < 0:
+        raise UsageError(f"--minutes must be >= 0, got {args.minutes}")
+    res = command("bench-bad-day")(args)
+    _print_figures(res, args.json)
+    return 0 if not res["violations"] else 1
+
+
+def cmd_bench_console(args) -> int:
+    _positive("--steps", args.steps)
+    _positive("--repeats", args.repeats)
+    from .console.bench import bench_console
+
+    return _print_figures(bench_console(load_config(args), args.steps, args.repeats, args.seed), args.json)
+
+
+def _print_figures(res: dict, as_json: bool) -> int:
+    print(dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+    return 0
+
+
+def cmd_bench_arena(args) -> int:
+    _positive("--steps", args.steps)
+    from .bench import bench_arena
+
+    return _print_figures(bench_arena(load_config(args), args.steps, args.seed), args.json)
+
+
+def cmd_bench_step(args) -> int:
+    _positive("--steps", args.steps)
+    from .bench import bench_step
+
+    return _print_figures(bench_step(load_config(args), args.steps, args.warmup, args.seed), args.json)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {text!r}: expected a comma-separated list of integers") from None
+    if not seeds:
+        raise UsageError("--seeds: at least one seed")
+    return seeds
+
+
+def cmd_bench_adapt(args) -> int:
+    for name in ("--steps-a", "--steps-b", "--eval-every", "--lives", "--cap", "--jobs"):
+        _positive(name, getattr(args, name[2:].replace("-", "_")))
+    seeds = _seeds(args.seeds)
+    every = args.eval_every or args.steps_b
+    cfg = load_config(args)
+    from .adapt import bench_adapt
+    from .bodies import kind
+    from .evaluate import PolicyError
+
+    kind(args.body)
+    try:
+        res = bench_adapt(cfg, args.change, seeds, args.steps_a, args.steps_b, every, args.lives, args.cap, args.jobs,
+                          args.out, body=args.body, greedy=args.greedy)
+    except (PolicyError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    print(dumps(res) if args.json else "")
+    return 0
+
+
+def cmd_bench_survival(args) -> int:
+    _positive("--steps", args.steps)
+    _positive("--lives", args.lives)
+    _positive("--jobs", args.jobs)
+    seeds = _seeds(args.seeds)
+    rules = (args.rule or "survival").split(",")
+    cfg = load_config(argparse.Namespace(**{**vars(args), "rule": None}))
+    for r in rules:
+        Config.from_dict({**cfg.to_dict(), "rule": {**cfg.to_dict()["rule"], "name": r}})  # validates the names
+    from .bench import bench_survival
+    from .bodies import kind
+    from .evaluate import PolicyError
+
+    kind(args.body)  # an unknown body name fails here, in one line
+    try:
+        res = bench_survival(cfg, rules, seeds, args.steps, args.lives, args.cap, args.jobs, args.out, args.label,
+                             body=args.body)
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+    print(dumps(res) if args.json else "")
+    return 0
+
+
+BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival,
+                  "adapt": cmd_bench_adapt, "console": cmd_bench_console, "godot": cmd_bench_godot,
+                  "bad-day": cmd_bench_bad_day}
