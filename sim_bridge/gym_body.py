@@ -10,8 +10,10 @@ Observations:
   NaNs zeroed, in sorted key order; a Discrete observation becomes a one-hot.
 * ``hp``/``health`` and ``energy``/``battery`` keys (one value each) are the
   body scalars; a two-value ``body`` key is read as [hp, energy] (the layout of
-  ``EdgeArena-v0``). Without them hp and energy stay 1.0: the body then feels
-  only death.
+  ``EdgeArena-v0``). Without an hp key, an ``info["lives"]`` count (the ALE
+  convention) is read as hp = lives left / lives at the episode's start: losing
+  a life is an injury, game over is death. Without any of them hp and energy
+  stay 1.0: the body then feels only death.
 * an env without image observations gets black eyes of ``eye_shape``, unless
   it renders ``rgb_array`` frames (``render_mode="rgb_array"``), which then
   feed both eyes.
@@ -90,6 +92,7 @@ class GymBody(Body, UncertainMortality):
         self.name = name or f"GymBody({env_id})"
         self._closed = False
         self._frame = 0
+        self._lives_full = 0  # lives at the episode's start, for envs that count them in info (ALE)
         self._dead = True
         self.truncations = 0
         obs_space = env.observation_space
@@ -200,10 +203,18 @@ class GymBody(Body, UncertainMortality):
             raise
 
     # ------------------------------------------------------------ mapping
-    def _sense(self, obs, dead: bool, extra: dict) -> Sense:
+    def _sense(self, obs, dead: bool, extra: dict, new_episode: bool = False) -> Sense:
         self._frame += 1
-        return self.mapper.sense(obs, dead, self._frame, extra,
-                                 fallback=self.env.render if self._use_render else None)
+        s = self.mapper.sense(obs, dead, self._frame, extra, fallback=self.env.render if self._use_render else None)
+        lives = extra.get("lives")
+        if self.mapper.hp is None and isinstance(lives, (int, np.integer)) and not isinstance(lives, bool):
+            # the ALE convention: info["lives"] counts the lives a game has left; losing one is an injury the
+            # body feels (hp = lives left / lives at the episode's start), game over is death
+            if new_episode:
+                self._lives_full = max(int(lives), 1)
+            if self._lives_full:
+                s.hp = float(np.clip(int(lives) / self._lives_full, 0.0, 1.0))
+        return s
 
     def _to_env_action(self, action: Action):
         vals = self.spec.normalize_action(action)
@@ -227,7 +238,7 @@ class GymBody(Body, UncertainMortality):
         self._check()
         obs, info = self.env.reset(seed=seed)
         self._dead = False
-        return self._sense(obs, False, _clean(info))
+        return self._sense(obs, False, _clean(info), new_episode=True)
 
     def act(self, action: Action) -> Sense:
         self._check()
@@ -242,6 +253,7 @@ class GymBody(Body, UncertainMortality):
             self.truncations += 1
             obs, info2 = self.env.reset()
             extra = {**_clean(info2), "truncated": True}
+            return self._sense(obs, False, extra, new_episode=True)
         return self._sense(obs, False, extra)
 
     def respawn(self) -> Sense:

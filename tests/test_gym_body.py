@@ -113,3 +113,27 @@ def test_cli_runs_a_gym_env(tmp_path, capsys):
     assert main(["run", "--body", "gym:NoSuchEnv-v9", "--steps", "3", "--no-progress", "--run-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NoSuchEnv-v9" in err[0]
+
+
+class Lives(gym.Env):
+    """An ALE-like game: an image, info["lives"] counting down one a step from 3; game over terminates."""
+
+    observation_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        self.lives = 3
+        return np.zeros((16, 16, 3), np.uint8), {"lives": self.lives}
+
+    def step(self, a):
+        self.lives -= 1
+        return np.zeros((16, 16, 3), np.uint8), 1.0, self.lives == 0, False, {"lives": self.lives}
+
+
+def test_an_ale_style_lives_count_is_felt_as_hp():
+    b = GymBody(Lives())
+    assert b.reset().hp == 1.0
+    s1, s2, s3 = (b.act({"action": 0}) for _ in range(3))
+    assert (s1.hp, s2.hp, s3.hp) == (pytest.approx(2 / 3), pytest.approx(1 / 3), 0.0)
+    assert not s2.dead and s3.dead
+    assert b.respawn().hp == 1.0
