@@ -115,3 +115,13 @@ def test_bench_adapt_tiny(tmp_path):
     assert "continuing learner after 20 steps in B" in (tmp_path / "table.txt").read_text()
     rc, out, err = run("bench", "adapt", "--change", "flood", "--seeds", "1", "--steps-a", "5", "--steps-b", "5")
     assert rc == 2 and "no change 'flood'" in err
+
+
+@pytest.mark.skipif(not (__import__("shutil").which("godot3-runner") and __import__("shutil").which("xvfb-run")),
+                    reason="needs godot3-runner and xvfb-run (scripts/test installs them)")
+def test_eval_in_the_godot_world():
+    rc, out, err = run("eval", "--body", "godot", "--policy", "stationary", "--lives", "2", "--cap", "200", "--seed", "1",
+                       "--json")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["action_repeat"] == 4 and r["lives"] == 2 and r["body_steps"] == sum(r["lifespans"])
