@@ -15,13 +15,13 @@ the continuing learner at each checkpoint (how fast it recovers), the fresh lear
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from .bodies import make_body
 from .body import Changeable
 from .config import Config
 from .hooks import Hook
@@ -53,16 +53,13 @@ class WorldChangeHook(Hook):
 
 
 def _changed_body(cfg: Config, body: str, change: str):
-    from .bench import body_named
-
-    b = body_named(cfg, body)
+    b = make_body(cfg, body)
     b.change_world(change)
     return b
 
 
 def _learn(job: dict) -> list[dict]:
     """The continuing learner (A then B) or the fresh one (B only): learn, saving brains on the way."""
-    from .bench import body_named
     from .runtime import Runner
 
     torch.set_num_threads(1)
@@ -74,7 +71,7 @@ def _learn(job: dict) -> list[dict]:
     # the continuing learner's world changes under it at steps_a; the fresh one is born in B
     hook = WorldChangeHook(out, job["change"] if continuing else None, steps_a, job["eval_every"], total)
     t = time.perf_counter()
-    body = body_named(cfg, job["body"]) if continuing else _changed_body(cfg, job["body"], job["change"])
+    body = make_body(cfg, job["body"]) if continuing else _changed_body(cfg, job["body"], job["change"])
     with body:
         runner = Runner(cfg, body, seed=job["seed"] + (0 if continuing else 50_000), run_dir=out,
                         progress=False, hooks=[hook])
@@ -103,24 +100,18 @@ def _run(job: dict) -> list[dict]:
     return _learn(job) if job["kind"] == "learn" else _evaluate(job)
 
 
-def _pool_map(work: list[dict], jobs: int) -> list[dict]:
-    if jobs > 1 and len(work) > 1:
-        with mp.get_context("fork").Pool(min(jobs, len(work))) as pool:
-            return [r for rs in pool.imap_unordered(_run, work) for r in rs]
-    return [r for w in work for r in _run(w)]
-
-
 def bench_adapt(cfg: Config, change: str, seeds: list[int], steps_a: int, steps_b: int, eval_every: int, lives: int,
                 cap: int | None, jobs: int, out_dir: str | None, body: str = "arena", greedy: bool = False) -> dict:
-    from .bench import baselines_for, body_named, probe_body
+    from .bench import baselines_for, pool_map, probe_body
+
+    def can_change(b):
+        if not isinstance(b, Changeable):
+            raise ValueError(f"bench adapt: body {body} ({b.spec.name}) cannot change its world")
+        if change not in b.world_changes:
+            raise ValueError(f"bench adapt: {b.spec.name} has no change {change!r} (it has: {', '.join(b.world_changes)})")
 
     t0 = time.perf_counter()
-    spec = probe_body(cfg, body)
-    with body_named(cfg, body) as b:
-        if not isinstance(b, Changeable):
-            raise ValueError(f"bench adapt: body {body} ({spec.name}) cannot change its world")
-        if change not in b.world_changes:
-            raise ValueError(f"bench adapt: {spec.name} has no change {change!r} (it has: {', '.join(b.world_changes)})")
+    spec = probe_body(cfg, body, check=can_change)  # one body, opened once, answers both
     out = Path(out_dir or f"runs/adapt-{change}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     cap = cap or cfg.runtime.eval_cap
@@ -132,7 +123,7 @@ def bench_adapt(cfg: Config, change: str, seeds: list[int], steps_a: int, steps_
     learn = [{**common, "kind": "learn", "who": who, "seed": s, "steps_a": steps_a, "steps_b": steps_b,
               "eval_every": eval_every, "run_dir": str(out / f"{who}-s{s}")}
              for s in seeds for who in ("continuing", "fresh")]
-    learned = _pool_map(learn, jobs)
+    learned = pool_map(_run, learn, jobs)
     evals = [{**common, "kind": "eval", "seed": s, "who": pol, "policy": pol, "b_steps": None}
              for s in seeds for pol in baselines_for(spec)]
     for rec in learned:
@@ -141,7 +132,7 @@ def bench_adapt(cfg: Config, change: str, seeds: list[int], steps_a: int, steps_
             if rec["who"] == "fresh" and b_steps == 0:
                 continue  # an untrained brain: nothing to say
             evals.append({**common, "kind": "eval", "seed": rec["seed"], "who": who, "policy": path, "b_steps": b_steps})
-    results = _pool_map(evals, jobs)
+    results = pool_map(_run, evals, jobs)
     results.sort(key=lambda r: (r["seed"], r["who"], r["b_steps"] if r["b_steps"] is not None else -1))
     verdict = _verdict(results, seeds, steps_b, baselines_for(spec))
     wall = round(time.perf_counter() - t0, 1)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .bodies import kind
+from .bodies import make_body as make_body_named
 from .config import Config
 from .jsonout import dumps
 
@@ -20,10 +21,12 @@ def arena(cfg: Config):
     return kind("arena").make(cfg, "")
 
 
-def body_named(cfg: Config, name: str):
-    """Any body by its --body name (arena, godot, gym:ENV_ID, ...), made from the whole config."""
-    k = kind(name)
-    return k.make(cfg, name.split(":", 1)[1] if ":" in name else "")
+def pool_map(fn, work: list[dict], jobs: int) -> list[dict]:
+    """fn(job) -> list of records, for every job, on up to `jobs` forked processes; the records, in any order."""
+    if jobs > 1 and len(work) > 1:
+        with mp.get_context("fork").Pool(min(jobs, len(work))) as pool:
+            return [r for rs in pool.imap_unordered(fn, work) for r in rs]
+    return [r for w in work for r in fn(w)]
 
 
 def peak_rss_mb() -> float:
@@ -97,7 +100,7 @@ def _job(job: dict) -> list[dict]:
     from .runtime import Runner
 
     seed, ev_seed = job["seed"], eval_seed_for(job["seed"])
-    make_body = lambda: body_named(cfg, job["body"])  # noqa: E731
+    make_body = lambda: make_body_named(cfg, job["body"])  # noqa: E731
     spec = job["spec"]
     out = []
     if job["kind"] == "baseline":
@@ -120,12 +123,15 @@ def _job(job: dict) -> list[dict]:
     return out
 
 
-def probe_body(cfg: Config, body: str):
-    """The body's spec, once it has said it can die (a frozen evaluation measures time to death)."""
+def probe_body(cfg: Config, body: str, check=None):
+    """The body's spec, once it has said it can die (a frozen evaluation measures time to death); `check(body)`
+    may look at it further while it is open."""
     from .evaluate import check_mortal
 
-    with body_named(cfg, body) as b:
+    with make_body_named(cfg, body) as b:
         check_mortal(b)
+        if check is not None:
+            check(b)
         return b.spec
 
 
@@ -156,11 +162,7 @@ def bench_survival(cfg: Config, rules: list[str], seeds: list[int], steps: int, 
                          "body": body, "spec": spec})
     print(f"bench survival: {len(work)} jobs on {jobs} processes, body {body}, {steps} learning steps per seed, "
           f"{lives} lives per evaluation (cap {cap}, in body steps), results in {out}", file=sys.stderr)
-    if jobs > 1:
-        with mp.get_context("fork").Pool(jobs) as pool:
-            results = [r for rs in pool.imap_unordered(_job, work) for r in rs]
-    else:
-        results = [r for w in work for r in _job(w)]
+    results = pool_map(_job, work, jobs)
     results.sort(key=lambda r: (r["seed"], r["label"], r["mode"]))
     verdict = {}
     for lab in sorted({r["label"] for r in results if "rule" in r}):

@@ -165,8 +165,6 @@ class GymBody(Body, UncertainMortality):
 
     def why_it_cannot_die(self, probe_steps: int = 3000) -> str | None:
         """Random actions on this env until an episode terminates: a world that only ever truncates cannot kill."""
-        from gymnasium import spaces
-
         asp = self.env.action_space
         asp.seed(12345)
         self.env.reset(seed=12345)
@@ -181,9 +179,8 @@ class GymBody(Body, UncertainMortality):
         self._dead = True  # the probe used the env: the next life starts with a reset
         if truncations == 0:
             return None  # no episode ended either way: nothing says it cannot
-        kind = "Discrete" if isinstance(asp, spaces.Discrete) else type(asp).__name__
         return (f"{self.name} ended its episodes only by truncation ({truncations} truncations and no termination "
-                f"in {probe_steps} random {kind} actions): a time limit is not a death, so there is no lifespan to "
+                f"in {probe_steps} random {type(asp).__name__} actions): a time limit is not a death, so there is no lifespan to "
                 "measure")
 
     @classmethod
