@@ -24,6 +24,7 @@ from edge_runtime.config import check
 
 from .arena_eyes import RayEyes
 
+_WALL_DIRS = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])  # outward normals of x=0, x=size, y=0, y=size
 ACTION_HEADS = DRIVE_TURN_HEADS  # drive: back/stop/forward; turn: left/none/right (edge_runtime.body)
 
 
@@ -140,6 +141,7 @@ class Arena(Body, MotorControl, Restorable, Changeable):
         self._counters = {"food": 0, "hazard_hits": 0, "bumps": 0}
         self._frame = 0
         self._eyes = None  # RayEyes, made on the first look
+        self._radii_key = None  # counts _radii was made for
         self._seeded = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -322,22 +324,29 @@ class Arena(Body, MotorControl, Restorable, Changeable):
         vel = self.hazard_vel[:k]  # a view: edits below land in self.hazard_vel
         # a slow random turn keeps drifting hazards from settling into a fixed orbit
         ang = np.arctan2(vel[:, 1], vel[:, 0]) + self.rng.normal(0, 0.05, k)
-        vel[:] = np.stack([np.cos(ang), np.sin(ang)], 1) * c.hazard_speed
+        vel[:, 0] = np.cos(ang) * c.hazard_speed
+        vel[:, 1] = np.sin(ang) * c.hazard_speed
         p = self.hazards[:k] + vel
         rad = c.hazard_radius
-        for axis in range(2):
-            out = (p[:, axis] < rad) | (p[:, axis] > c.size - rad)
-            vel[out, axis] *= -1
-            p[:, axis] = np.clip(p[:, axis], rad, c.size - rad)
-        for j in range(len(self.obstacles)):
-            d = p - self.obstacles[j]
-            dist = np.hypot(d[:, 0], d[:, 1])
-            hit = dist < rad + c.obstacle_radius
-            if hit.any():
-                n = d[hit] / np.maximum(dist[hit], 1e-9)[:, None]
-                p[hit] = self.obstacles[j] + n * (rad + c.obstacle_radius)
-                v = vel[hit]
-                vel[hit] = v - 2 * np.sum(v * n, 1, keepdims=True) * n
+        out = (p < rad) | (p > c.size - rad)
+        if out.any():
+            vel[out] *= -1
+            np.clip(p, rad, c.size - rad, out=p)
+        obs = self.obstacles
+        if len(obs):
+            reach = rad + c.obstacle_radius
+            # one look at every pair first: a hazard bounces off a pillar rarely, and only then does the
+            # order matter (a push off one pillar is seen by the next)
+            if (np.abs(p[:, None, :] - obs[None, :, :]).max(-1) < reach).any():
+                for j in range(len(obs)):
+                    d = p - obs[j]
+                    dist = np.hypot(d[:, 0], d[:, 1])
+                    hit = dist < reach
+                    if hit.any():
+                        n = d[hit] / np.maximum(dist[hit], 1e-9)[:, None]
+                        p[hit] = obs[j] + n * reach
+                        v = vel[hit]
+                        vel[hit] = v - 2 * np.sum(v * n, 1, keepdims=True) * n
         self.hazards[:k] = p
 
     # ---------------------------------------------------------------- senses
@@ -348,27 +357,30 @@ class Arena(Body, MotorControl, Restorable, Changeable):
         if n == 0:
             return out
         r = c.robot_radius
-        pts, gaps = [], []
-        for arr, rad in ((self.obstacles, c.obstacle_radius), (self.hazards, c.hazard_radius), (self.food, c.food_radius)):
-            if len(arr):
-                d = arr - self.pos
-                dist = np.hypot(d[:, 0], d[:, 1])
-                pts.append(d)
-                gaps.append(dist - r - rad)
         x, y = self.pos
-        walls_d = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
-        pts.append(walls_d)
-        gaps.append(np.array([x - r, c.size - x - r, y - r, c.size - y - r]))
-        d = np.concatenate(pts)
-        g = np.concatenate(gaps)
-        near = g < c.touch_range
+        things = np.concatenate([self.obstacles, self.hazards, self.food])
+        d = np.concatenate([things - self.pos, _WALL_DIRS])
+        gaps = np.empty(len(d))
+        gaps[:len(things)] = np.hypot(d[:len(things), 0], d[:len(things), 1]) - r - self._touch_radii()
+        gaps[len(things):] = (x - r, c.size - x - r, y - r, c.size - y - r)
+        near = gaps < c.touch_range
         if not near.any():
             return out
-        rel = (np.arctan2(d[near, 1], d[near, 0]) - self.heading) % (2 * math.pi)
+        d, g = d[near], gaps[near]
+        rel = (np.arctan2(d[:, 1], d[:, 0]) - self.heading) % (2 * math.pi)
         sector = np.round(rel / (2 * math.pi / n)).astype(int) % n
-        val = np.clip(1.0 - g[near] / c.touch_range, 0.0, 1.0)
+        val = np.clip(1.0 - g / c.touch_range, 0.0, 1.0)
         np.maximum.at(out, sector, val.astype(np.float32))
         return out
+
+    def _touch_radii(self) -> np.ndarray:
+        """Radius of every round thing, in _touch's order (obstacles, hazards, food)."""
+        key = (len(self.obstacles), len(self.hazards), len(self.food))
+        if self._radii_key != key:
+            c = self.cfg
+            self._radii_key = key
+            self._radii = np.repeat([c.obstacle_radius, c.hazard_radius, c.food_radius], key)
+        return self._radii
 
     def render_eyes(self) -> tuple[np.ndarray, np.ndarray]:
         """Both eyes as the robot sees the world now."""
