@@ -22,6 +22,16 @@ def add_bench_parsers(sub) -> None:
     bs.add_argument("--steps", type=int, default=300)
     bs.add_argument("--warmup", type=int, default=50)
     bs.add_argument("--json", action="store_true")
+    bl = bsub.add_parser("loop", help="the whole learning loop of a --sim run: learning steps/s and where the time goes")
+    _add_common(bl)
+    bl.add_argument("--steps", type=int, default=600, help="decisions measured")
+    bl.add_argument("--warmup", type=int, default=200, help="decisions before the clock starts")
+    bl.add_argument("--json", action="store_true")
+    bk = bsub.add_parser("soak", help="resident memory over a long --sim run: samples, slope after warm-up, peak")
+    _add_common(bk)
+    bk.add_argument("--steps", type=int, default=100_000, help="decisions to run")
+    bk.add_argument("--every", type=int, default=10_000, help="sample RSS every N decisions")
+    bk.add_argument("--json", action="store_true")
     bv = bsub.add_parser("survival", help="learn per seed, then frozen evaluation against random and stationary")
     _add_common(bv)
     bv.add_argument("--body", default="arena", help="body to learn and evaluate in: arena (default) | godot | "
@@ -106,6 +116,23 @@ def cmd_bench_arena(args) -> int:
     return _print_figures(bench_arena(load_config(args), args.steps, args.seed), args.json)
 
 
+def cmd_bench_loop(args) -> int:
+    _positive("--steps", args.steps)
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    from .bench_loop import bench_loop
+
+    return _print_figures(bench_loop(load_config(args), args.steps, args.warmup, args.seed), args.json)
+
+
+def cmd_bench_soak(args) -> int:
+    _positive("--steps", args.steps)
+    _positive("--every", args.every)
+    from .bench_loop import bench_soak
+
+    return _print_figures(bench_soak(load_config(args), args.steps, args.every, args.seed), args.json)
+
+
 def cmd_bench_step(args) -> int:
     _positive("--steps", args.steps)
     from .bench import bench_step
@@ -166,6 +193,6 @@ def cmd_bench_survival(args) -> int:
     return 0
 
 
-BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "survival": cmd_bench_survival,
+BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "loop": cmd_bench_loop, "soak": cmd_bench_soak, "survival": cmd_bench_survival,
                   "adapt": cmd_bench_adapt, "console": cmd_bench_console, "godot": cmd_bench_godot,
                   "bad-day": cmd_bench_bad_day}

@@ -1,0 +1,120 @@
+"""The learning loop of two commits side by side: learning steps/s and the weights after a fixed run.
+
+    python scripts/loop_ab.py --base 5b1301b [--head HEAD|WORKTREE] [--rounds 4] [--steps 600] [--warmup 200]
+
+Each commit is checked out in a temporary git worktree and imported from there (PYTHONPATH). In every
+round both run at the same time, each pinned to its own core (taskset), so both meet the same machine
+(this 2-core VM's speed drifts by +-20% over minutes; one after the other would measure the drift);
+the cores swap every round. What runs is the default `--sim` loop: the arena, the default config,
+the checkpoint hook and metrics written to a run directory, one torch thread.
+
+Also printed: whether the weights after a fixed 500-step run from seed 3 are bit for bit the same in
+both (a speed-up that changes rounding is then re-checked by `bench survival`, see the README).
+Needs git and taskset (util-linux); prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+MEASURE = r"""
+import hashlib, json, sys, tempfile, time
+import torch
+from edge_runtime.checkpoint import checkpoint_hooks
+from edge_runtime.config import Config
+from edge_runtime.runtime import Runner
+from sim_bridge.arena import Arena
+mode, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+cfg = Config()
+with Arena(cfg.arena) as body, tempfile.TemporaryDirectory() as d:
+    if mode == "weights":
+        r = Runner(cfg, body, seed=3, progress=False)
+        r.run(steps)
+        h = hashlib.sha256()
+        for k, v in r.rule.brain.state_dict().items():
+            h.update(k.encode()); h.update(v.detach().contiguous().numpy().tobytes())
+        print(json.dumps({"weights_sha256": h.hexdigest()}))
+    else:
+        from edge_runtime.hooks import Hook
+
+        class Clock(Hook):  # starts the clock once the warm-up decisions are done
+            t0 = t1 = None
+
+            def on_step(self, runner, sense, metrics):
+                if runner.rule.steps == warmup:
+                    self.t0 = time.perf_counter()
+                self.t1 = time.perf_counter()
+
+        clock = Clock()
+        hooks, seed = checkpoint_hooks(cfg, body.spec, d, resume="no", seed=1)
+        r = Runner(cfg, body, seed=seed, run_dir=d, progress=False, hooks=hooks + [clock])
+        r.run(warmup + steps)
+        print(json.dumps({"steps_per_s": steps / (clock.t1 - clock.t0)}))
+"""
+
+
+def worktree(rev: str, where: Path) -> Path:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(where), rev], check=True,
+                   capture_output=True)
+    return where
+
+
+def launch(tree: Path, core: int | None, *args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-c", MEASURE, *map(str, args)]
+    if core is not None:
+        cmd = ["taskset", "-c", str(core)] + cmd
+    return subprocess.Popen(cmd, env=env, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def result(p: subprocess.Popen) -> dict:
+    out, err = p.communicate()
+    if p.returncode != 0:
+        raise SystemExit(f"loop_ab: a measurement failed:\n{err}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, help="the commit to compare against")
+    ap.add_argument("--head", default="HEAD", help="a commit, or WORKTREE: this checkout as it is, uncommitted changes too")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=600, help="learning steps measured per run")
+    ap.add_argument("--warmup", type=int, default=200, help="learning steps before the clock starts")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"base": worktree(a.base, Path(tmp) / "base"),
+                 "head": REPO if a.head == "WORKTREE" else worktree(a.head, Path(tmp) / "head")}
+        try:
+            rates = {"base": [], "head": []}
+            for i in range(a.rounds):
+                cores = (0, 1) if i % 2 == 0 else (1, 0)
+                ps = {k: launch(trees[k], c, "rate", a.steps, a.warmup) for k, c in zip(("base", "head"), cores)}
+                for k, p in ps.items():
+                    rates[k].append(round(result(p)["steps_per_s"], 2))
+                print(f"round {i + 1}: base {rates['base'][-1]} head {rates['head'][-1]} learning steps/s",
+                      file=sys.stderr)
+            sha = {k: result(launch(t, None, "weights", 500, 0))["weights_sha256"] for k, t in trees.items()}
+        finally:
+            for t in trees.values():
+                if t != REPO:
+                    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(t)],
+                                   capture_output=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(json.dumps({"base": a.base, "head": a.head, "rounds": a.rounds, "steps": a.steps, "warmup": a.warmup,
+                      "steps_per_s": rates, "median_steps_per_s": med,
+                      "speedup": round(med["head"] / med["base"], 3),
+                      "weights_after_500_identical": sha["base"] == sha["head"], "weights_sha256": sha}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
