@@ -202,20 +202,26 @@ class Survival(Rule):
 
     def _grads(self, r, logits, action, delta_sign: float, keep: bool = False):
         d_est = self._main(r["loss"])
-        g_d = torch.autograd.grad(d_est, self.p_d, retain_graph=keep)
         beta = torch.tensor([math.exp(b) for b in self.log_beta])
         obj = self.log_prob(logits, action) + delta_sign * (beta * self.head_entropies(logits)).sum()
-        g_pi = torch.autograd.grad(obj, self.p_pi, allow_unused=True)
-        g_pi = [torch.zeros_like(p) if g is None else g for p, g in zip(self.p_pi, g_pi)]
+        # one backward pass for both: D reaches only the discomfort tower and the policy's objective only the
+        # policy tower (it reads the discomfort features detached), so each parameter gets exactly its own
+        # gradient, as two separate passes would give it
+        g = torch.autograd.grad([d_est, obj], self.p_d + self.p_pi, retain_graph=keep, allow_unused=True)
+        n = len(self.p_d)
+        g_d, g_pi = g[:n], g[n:]
+        g_pi = [torch.zeros_like(p) if x is None else x for p, x in zip(self.p_pi, g_pi)]
         return g_d, g_pi
 
-    def _block_steps(self, z, blocks, kappa: float, db: float) -> list[float] | None:
+    def _block_steps(self, z, blocks, kappa: float, db: float, ranges=None) -> list[float] | None:
         """ObGD step size per parameter: alpha / max(alpha * kappa * max(|delta|, 1) * ||z_block||_1, 1)."""
         c = self.cfg
-        norms = torch._foreach_norm(z, 1)
+        # ||z_block||_1 = the parameters' L1 norms added one after another in float64 (a cumulative sum is that
+        # sum, in one call instead of one Python float() per parameter)
+        norms = torch.stack(torch._foreach_norm(z, 1)).double()
         l1 = [0.0] * (max(blocks) + 1)
-        for b, n in zip(blocks, norms):
-            l1[b] += float(n)
+        for lo, hi in ranges or self._ranges(blocks):
+            l1[blocks[lo]] = float(torch.cumsum(norms[lo:hi], 0)[-1])
         if not self.finite(*l1):
             return None
         a = [c.alpha / max(c.alpha * kappa * db * x, 1.0) for x in l1]
@@ -238,14 +244,14 @@ class Survival(Rule):
     def _add_by_block(params, z, ranges, steps: list[float], scale: float, delta: float = 1.0):
         """params[i] += scale * steps[i] * delta * z[i]; the step is the same within a block."""
         with torch.no_grad():
-            for lo, hi in ranges:
+            for lo, hi in ranges or self._ranges(blocks):
                 torch._foreach_add_(params[lo:hi], z[lo:hi], alpha=scale * steps[lo] * delta)
 
     def _bounded_step(self, delta: float, lr_scale: float) -> tuple[float, float] | None:
         c = self.cfg
         db = max(abs(delta), 1.0)
-        a_d = self._block_steps(self.z_d, self.blocks_d, c.kappa_discomfort, db)
-        a_pi = self._block_steps(self.z_pi, self.blocks_pi, c.kappa_policy, db)
+        a_d = self._block_steps(self.z_d, self.blocks_d, c.kappa_discomfort, db, self.ranges_d)
+        a_pi = self._block_steps(self.z_pi, self.blocks_pi, c.kappa_policy, db, self.ranges_pi)
         if a_d is None or a_pi is None:
             return None
         self._add_by_block(self.p_d, self.z_d, self.ranges_d, a_d, lr_scale, delta)
@@ -325,7 +331,8 @@ class Survival(Rule):
         grads, d = g
         if not self.finite(d) or d == 0.0:
             return self.finite(d)
-        a = self._block_steps([x / d for x in grads], self.blocks_d, self.cfg.kappa_discomfort, max(d, 1.0))
+        a = self._block_steps(torch._foreach_div(grads, d), self.blocks_d, self.cfg.kappa_discomfort, max(d, 1.0),
+                              self.ranges_d)
         if a is None:
             return False
         self._add_by_block(self.p_d, grads, self.ranges_d, a, lr_scale)
