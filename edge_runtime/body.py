@@ -88,6 +88,9 @@ class BodySpec:
         Actions travel by name across bridges: a positional action is accepted
         only with exactly one value per head.
         """
+        if type(action) is tuple and len(action) == len(self.action_heads) and all(
+                type(v) is int and 0 <= v < n for v, n in zip(action, self.action_heads.values())):
+            return action  # already in head order and in range (every step of a learning loop)
         names = list(self.action_heads)
         if isinstance(action, Mapping):
             missing = [n for n in names if n not in action]

@@ -32,6 +32,12 @@ def add_bench_parsers(sub) -> None:
     bk.add_argument("--steps", type=int, default=100_000, help="decisions to run")
     bk.add_argument("--every", type=int, default=10_000, help="sample RSS every N decisions")
     bk.add_argument("--json", action="store_true")
+    bl = bsub.add_parser("all", help="the README's figures table: runs each figure's own command, prints the table")
+    bl.add_argument("--soak-steps", type=int, default=None, help="decisions for the soak row (default: its "
+                    "command's 100000; fewer for a quick look, and the table then shows the command that ran)")
+    bl.add_argument("--write-readme", metavar="README.md", default=None,
+                    help="put the table between the '<!-- bench all: begin/end -->' markers of this file")
+    bl.add_argument("--json", action="store_true")
     bv = bsub.add_parser("survival", help="learn per seed, then frozen evaluation against random and stationary")
     _add_common(bv)
     bv.add_argument("--body", default="arena", help="body to learn and evaluate in: arena (default) | godot | "
@@ -133,6 +139,20 @@ def cmd_bench_soak(args) -> int:
     return _print_figures(bench_soak(load_config(args), args.steps, args.every, args.seed), args.json)
 
 
+def cmd_bench_all(args) -> int:
+    if args.soak_steps is not None:
+        _positive("--soak-steps", args.soak_steps)
+    from .bench_all import bench_all, markdown, write_readme
+
+    if args.write_readme and not os.path.isfile(args.write_readme):
+        raise UsageError(f"--write-readme {args.write_readme}: no such file")
+    res = bench_all(args.soak_steps)
+    if args.write_readme:
+        write_readme(args.write_readme, res)
+    print(dumps(res) if args.json else markdown(res))
+    return 0
+
+
 def cmd_bench_step(args) -> int:
     _positive("--steps", args.steps)
     from .bench import bench_step
@@ -193,6 +213,7 @@ def cmd_bench_survival(args) -> int:
     return 0
 
 
-BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "loop": cmd_bench_loop, "soak": cmd_bench_soak, "survival": cmd_bench_survival,
+BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "loop": cmd_bench_loop, "soak": cmd_bench_soak,
+                  "all": cmd_bench_all, "survival": cmd_bench_survival,
                   "adapt": cmd_bench_adapt, "console": cmd_bench_console, "godot": cmd_bench_godot,
                   "bad-day": cmd_bench_bad_day}
