@@ -75,6 +75,7 @@ def build_parser() -> Parser:
     sv.add_argument("--watchdog", type=int, default=30, metavar="SECONDS", help="WatchdogSec= (default 30)")
 
     sub.add_parser("virtual-mcu", help="a virtual microcontroller behind a pty: prints its device path (see --help)")
+    sub.add_parser("calibrate", help="stereo calibration and the board to print (see calibrate --help)")
     co = sub.add_parser("console", help="talk to a runtime's debug console over a serial device (Ctrl-] quits)")
     co.add_argument("device", metavar="DEVICE")
     co.add_argument("--baud", type=int, default=115200)
@@ -86,9 +87,9 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["virtual-mcu"]:  # its own options and stdin commands (hardware/virtual_mcu.py)
+    if argv[:1] in (["virtual-mcu"], ["calibrate"]):  # their own options (hardware/virtual_mcu.py, calibration/cli.py)
         try:
-            serve = command("virtual-mcu")
+            serve = command(argv[0])
         except BodyError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
             return 2
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.cmd == "bench":
             if args.what is None:
-                raise UsageError("bench needs one of: arena, step, survival, adapt, console, godot, bad-day")
+                raise UsageError("bench needs one of: " + ", ".join(BENCH_COMMANDS))
             return BENCH_COMMANDS[args.what](args)
         if args.cmd == "install-service":
             return cmd_install_service(args)

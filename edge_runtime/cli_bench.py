@@ -78,6 +78,10 @@ def add_bench_parsers(sub) -> None:
     bg.add_argument("--godot-project", default=None, metavar="DIR")
     bg.add_argument("--json", action="store_true")
 
+    br = bsub.add_parser("rectify", help="stereo rectification cost per frame in the camera pipeline (calibration/)")
+    br.add_argument("--reads", type=int, default=300)
+    br.add_argument("--json", action="store_true")
+
     bd = bsub.add_parser("bad-day", help="a day in the life of the robot service on the virtual MCU: reboots, "
                          "garbage, silence, unplugs, console use, SIGTERM/SIGKILL restarts; prints the figures")
     bd.add_argument("--minutes", type=float, default=0.0,
@@ -87,6 +91,11 @@ def add_bench_parsers(sub) -> None:
     bd.add_argument("--out", default=None, help="work directory (board events, runtime logs, run dir, bad-day.json)")
     bd.add_argument("--json", action="store_true")
 
+
+
+def cmd_bench_rectify(args) -> int:
+    _positive("--reads", args.reads)
+    return _print_figures(command("bench-rectify")(None, args), args.json)
 
 
 def cmd_bench_godot(args) -> int:
@@ -216,4 +225,5 @@ def cmd_bench_survival(args) -> int:
 BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "loop": cmd_bench_loop, "soak": cmd_bench_soak,
                   "all": cmd_bench_all, "survival": cmd_bench_survival,
                   "adapt": cmd_bench_adapt, "console": cmd_bench_console, "godot": cmd_bench_godot,
+                  "rectify": cmd_bench_rectify,
                   "bad-day": cmd_bench_bad_day}

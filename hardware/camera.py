@@ -10,7 +10,8 @@ Backends (hardware/camera_backends.py; each gives raw BGR frames plus a capture 
              paired by SensorTimestamp
   gstreamer  Jetson CSI cameras through nvarguscamerasrc pipelines in OpenCV
 
-The StereoCamera wrapper adds what every backend needs: resize to the eye
+The StereoCamera wrapper adds what every backend needs: rectification (with
+camera.calibration, hardware/stereo_calibration.py), resize to the eye
 size, BGR -> RGB, frame ids, stale (repeated) frame and left/right skew
 detection with counters, and reconnect with backoff after a failure. Errors
 name the device.
@@ -28,6 +29,7 @@ import numpy as np
 from edge_runtime.config import ConfigError
 
 from .camera_backends import BACKENDS, Backend, CameraError, FrozenCamera, RawPair
+from .stereo_calibration import CalibrationError, Rectifier
 
 __all__ = ["BACKENDS", "Backend", "CameraConfig", "CameraError", "CameraStats", "FrozenCamera", "RawPair", "StereoCamera",
            "StereoFrame", "make_replay_videos", "open_stereo"]
@@ -52,6 +54,7 @@ class CameraConfig:
     reconnect_backoff_s: float = 0.2
     reconnect_max_s: float = 5.0
     read_timeout_s: float = 2.0
+    calibration: str = ""  # a stereo.toml from `edge-runtime calibrate stereo`: every pair is rectified with it
 
     def __post_init__(self):
         if self.backend not in ("replay", "opencv", "picamera2", "gstreamer"):
@@ -98,6 +101,8 @@ class CameraStats:
 
 
 class StereoCamera:
+    RECTIFY_AT = 4  # with a calibration, frames are rectified at >= this many times the eye size (_rectified)
+
     def __init__(self, backend: Backend, eye_hw: tuple[int, int], cfg: CameraConfig):
         self.backend = backend
         self.h, self.w = eye_hw
@@ -107,6 +112,10 @@ class StereoCamera:
         self._same = 0
         self._frozen_reopen = False
         self._open = False
+        try:  # a bad file fails here, when the camera is made, naming it; never a silent unrectified eye
+            self.rectify = Rectifier.load(cfg.calibration, f"{backend.name}: ") if cfg.calibration else None
+        except CalibrationError as e:
+            raise ConfigError(str(e)) from None
 
     @property
     def name(self) -> str:
@@ -170,8 +179,26 @@ class StereoCamera:
         if skewed:
             self.stats.skewed += 1
         self.stats.frames += 1
-        return StereoFrame(self._eye(raw.left), self._eye(raw.right), (raw.t_left + raw.t_right) / 2, skew_ms,
+        left, right = raw.left, raw.right
+        if self.rectify is not None:
+            left, right = self._rectified(left, right)
+        return StereoFrame(self._eye(left), self._eye(right), (raw.t_left + raw.t_right) / 2, skew_ms,
                            self.stats.frames, stale, skewed)
+
+    def _rectified(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rectify a reduced frame, not the full capture: the eyes are small, and remapping a quarter of the pixels
+        or fewer is what makes it cheap (measured at 640x480 to 64x48 eyes: 0.8 ms per pair against 4.2 ms, and
+        within 0.5 grey levels on average of rectifying the full frame; tests/test_calibration.py). The
+        calibration is scaled to the reduced size (StereoCalibration.scaled_to)."""
+        h, w = left.shape[:2]
+        # an integer reduction of the capture (OpenCV's fast area path), to at least RECTIFY_AT x the eye size
+        k = min(w // (self.RECTIFY_AT * self.w), h // (self.RECTIFY_AT * self.h))
+        if k >= 2 and w % k == 0 and h % k == 0:
+            left, right = (cv2.resize(x, (w // k, h // k), interpolation=cv2.INTER_AREA) for x in (left, right))
+        try:
+            return self.rectify(left, right)
+        except CalibrationError as e:  # a calibration that does not fit these frames: a config error
+            raise ConfigError(f"camera.calibration: {e}") from None
 
     def _eye(self, bgr: np.ndarray) -> np.ndarray:
         if bgr.ndim == 2:

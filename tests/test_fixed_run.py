@@ -13,7 +13,7 @@ from sim_bridge.arena import Arena
 
 RECORDED = "5700d1cce4d564c03f23ed61674c2d9db8e16e05a921b15c2e54800b45d03fdf"
 # 500 decisions (issue 21: speed-ups must leave what is learned unchanged), recorded at commit 5b1301b, the
-# last one before the speed work; scripts/loop_ab.py prints the same hash for any two commits it compares
+# last one before the speed work; scripts/speed_ab.py prints the same hash for any two commits it compares
 RECORDED_500 = "0aec2587dfaadb98137a630c2930ee337b9643d0b65c10eaeaefebc0757474d9"
 
 

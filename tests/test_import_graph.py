@@ -37,6 +37,13 @@ def test_bodies_do_not_import_each_other(body, other):
     assert {f: m for f, m in imports_of(body).items() if other in m} == {}
 
 
+def test_calibration_builds_on_the_bodies_never_the_reverse():
+    """calibration/ makes stereo.toml with the cameras (hardware/); the camera reads the file with its own code
+    (hardware/stereo_calibration.py), so a robot runs without the calibration tools."""
+    for pkg in ("edge_runtime", "sim_bridge", "hardware"):
+        assert {f: m for f, m in imports_of(pkg).items() if "calibration" in m} == {}
+
+
 def test_the_check_sees_imports_inside_functions():
     src = "import os\ndef f():\n    from sim_bridge.arena import Arena\n    import hardware.robot\n    from . import x\n"
     assert top_imports(src) == {"sim_bridge", "hardware"}

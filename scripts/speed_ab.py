@@ -1,12 +1,14 @@
-"""The learning loop of two commits side by side: learning steps/s and the weights after a fixed run.
+"""Two commits side by side: the learning loop's steps/s (or the arena's), and the weights after a fixed run.
 
-    python scripts/loop_ab.py --base 5b1301b [--head HEAD|WORKTREE] [--rounds 4] [--steps 600] [--warmup 200]
+    python scripts/speed_ab.py --base 5b1301b [--head HEAD|WORKTREE] [--what loop|arena] [--rounds 4]
+                               [--steps 600] [--warmup 200]
 
 Each commit is checked out in a temporary git worktree and imported from there (PYTHONPATH). In every
 round both run at the same time, each pinned to its own core (taskset), so both meet the same machine
 (this 2-core VM's speed drifts by +-20% over minutes; one after the other would measure the drift);
-the cores swap every round. What runs is the default `--sim` loop: the arena, the default config,
-the checkpoint hook and metrics written to a run directory, one torch thread.
+the cores swap every round. `--what loop` runs the default `--sim` loop: the arena, the default config,
+the checkpoint hook and metrics written to a run directory, one torch thread. `--what arena` runs
+`bench arena` (random actions, both eyes rendered every step; --steps body steps).
 
 Also printed: whether the weights after a fixed 500-step run from seed 3 are bit for bit the same in
 both (a speed-up that changes rounding is then re-checked by `bench survival`, see the README).
@@ -35,7 +37,10 @@ from sim_bridge.arena import Arena
 mode, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cfg = Config()
 with Arena(cfg.arena) as body, tempfile.TemporaryDirectory() as d:
-    if mode == "weights":
+    if mode == "arena":
+        from edge_runtime.bench import bench_arena
+        print(json.dumps({"steps_per_s": bench_arena(cfg, steps, 0)["steps_per_s"]}))
+    elif mode == "weights":
         r = Runner(cfg, body, seed=3, progress=False)
         r.run(steps)
         h = hashlib.sha256()
@@ -78,7 +83,7 @@ def launch(tree: Path, core: int | None, *args) -> subprocess.Popen:
 def result(p: subprocess.Popen) -> dict:
     out, err = p.communicate()
     if p.returncode != 0:
-        raise SystemExit(f"loop_ab: a measurement failed:\n{err}")
+        raise SystemExit(f"speed_ab: a measurement failed:\n{err}")
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -86,6 +91,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="the commit to compare against")
     ap.add_argument("--head", default="HEAD", help="a commit, or WORKTREE: this checkout as it is, uncommitted changes too")
+    ap.add_argument("--what", choices=("loop", "arena"), default="loop")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=600, help="learning steps measured per run")
     ap.add_argument("--warmup", type=int, default=200, help="learning steps before the clock starts")
@@ -95,13 +101,13 @@ def main(argv=None) -> int:
                  "head": REPO if a.head == "WORKTREE" else worktree(a.head, Path(tmp) / "head")}
         try:
             rates = {"base": [], "head": []}
+            mode, unit = ("rate", "learning") if a.what == "loop" else ("arena", "body")
             for i in range(a.rounds):
                 cores = (0, 1) if i % 2 == 0 else (1, 0)
-                ps = {k: launch(trees[k], c, "rate", a.steps, a.warmup) for k, c in zip(("base", "head"), cores)}
+                ps = {k: launch(trees[k], c, mode, a.steps, a.warmup) for k, c in zip(("base", "head"), cores)}
                 for k, p in ps.items():
                     rates[k].append(round(result(p)["steps_per_s"], 2))
-                print(f"round {i + 1}: base {rates['base'][-1]} head {rates['head'][-1]} learning steps/s",
-                      file=sys.stderr)
+                print(f"round {i + 1}: base {rates['base'][-1]} head {rates['head'][-1]} {unit} steps/s", file=sys.stderr)
             sha = {k: result(launch(t, None, "weights", 500, 0))["weights_sha256"] for k, t in trees.items()}
         finally:
             for t in trees.values():
@@ -109,8 +115,8 @@ def main(argv=None) -> int:
                     subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(t)],
                                    capture_output=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(json.dumps({"base": a.base, "head": a.head, "rounds": a.rounds, "steps": a.steps, "warmup": a.warmup,
-                      "steps_per_s": rates, "median_steps_per_s": med,
+    print(json.dumps({"what": a.what, "base": a.base, "head": a.head, "rounds": a.rounds, "steps": a.steps,
+                      "warmup": a.warmup, "steps_per_s": rates, "median_steps_per_s": med,
                       "speedup": round(med["head"] / med["base"], 3),
                       "weights_after_500_identical": sha["base"] == sha["head"], "weights_sha256": sha}))
     return 0
