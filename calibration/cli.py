@@ -5,6 +5,9 @@ the library).
     edge-runtime calibrate stereo --camera-config robot.toml --captures 20 --board ... --out stereo.toml
     edge-runtime calibrate board --board chessboard:9x6:0.025 --out board.png     (the board to print)
     edge-runtime calibrate synthetic --board ... --pairs 14 --out DIR              (pairs from a known rig)
+    edge-runtime calibrate battery --log discharge.jsonl --out battery.toml
+    edge-runtime calibrate battery --config robot.toml --record discharge.jsonl --out battery.toml
+    edge-runtime calibrate touch --config robot.toml --seconds 5 --out touch.toml
 """
 from __future__ import annotations
 
@@ -20,6 +23,12 @@ from .board import Board, BoardError
 from .stereo import MIN_PAIRS, CalibrationFailed, calibrate_stereo, load_pairs, rectified_row_error
 
 PROG = "edge-runtime calibrate"
+
+
+def _ask(prompt: str) -> str:
+    """A prompt on stderr (stdout carries the result, e.g. --json), the answer from stdin."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return input()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +56,90 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--noise", type=float, default=0.0, help="std of pixel noise added (grey levels)")
     sy.add_argument("--out", required=True, metavar="DIR")
+    ba = sub.add_parser("battery", help="voltage -> energy: a monotone curve from a discharge log (robot.energy_curve)")
+    bsrc = ba.add_mutually_exclusive_group(required=True)
+    bsrc.add_argument("--log", help="a recorded discharge (JSONL or CSV: t, battery_mv[, current_ma])")
+    bsrc.add_argument("--config", metavar="ROBOT.toml", help="record live from this config's [mcu] (motors off)")
+    ba.add_argument("--record", metavar="LOG.jsonl", default=None, help="live: where to write the discharge log")
+    ba.add_argument("--minutes", type=float, default=600.0, help="live: stop after this long at the latest "
+                    "(it stops by itself when the board flags a low battery)")
+    ba.add_argument("--knots", type=int, default=11, help="points of the curve (default 11)")
+    ba.add_argument("--out", required=True, metavar="battery.toml", help="a [robot] table to merge into the config")
+    ba.add_argument("--json", action="store_true")
+    to = sub.add_parser("touch", help="per-channel baseline, noise and threshold from idle readings (robot.touch_threshold)")
+    tsrc = to.add_mutually_exclusive_group(required=True)
+    tsrc.add_argument("--log", help="recorded idle readings (JSONL with touch lists)")
+    tsrc.add_argument("--config", metavar="ROBOT.toml", help="record live from this config's [mcu]")
+    to.add_argument("--seconds", type=float, default=5.0, help="live: idle capture length")
+    to.add_argument("--k", type=float, default=4.0, help="threshold = baseline + k * noise (default 4)")
+    to.add_argument("--out", required=True, metavar="touch.toml", help="a [robot] table to merge into the config")
+    to.add_argument("--json", action="store_true")
     return p
+
+
+def _link(cfg_path: str):
+    """A started McuLink to the config's board (an in-process virtual board for port = "virtual")."""
+    from edge_runtime.config import Config
+    from hardware.mcu_link import McuLink
+    from hardware.virtual_mcu import VirtualMCU, VirtualMcuConfig
+
+    mcu = Config.load(cfg_path).section("mcu")
+    vmcu, port = None, mcu.port
+    if port == "virtual":
+        vmcu = VirtualMCU(mcu.virtual or VirtualMcuConfig())
+        port = vmcu.start()
+    link = McuLink(port, mcu.baud, silent_s=mcu.silent_s, heartbeat_s=mcu.heartbeat_s)
+    try:
+        link.start(wait_s=mcu.connect_timeout_s)
+    except BaseException:
+        link.close()
+        if vmcu:
+            vmcu.close()
+        raise
+    return link, vmcu
+
+
+def _sensors(args) -> int:
+    from .sensors import SensorCalibrationError, fit_energy_curve, fit_touch, read_log, record, robot_snippet
+
+    try:
+        if args.log:
+            rows = read_log(args.log)
+        else:
+            link, vmcu = _link(args.config)
+            try:
+                if args.what == "battery":
+                    print(f"recording the discharge (motors off) until the board flags a low battery or "
+                          f"{args.minutes:g} min{'; log: ' + args.record if args.record else ''}", file=sys.stderr)
+                    rows = record(link, args.minutes * 60, args.record, until_low_battery=True,
+                                  progress=lambda r: print(f"  t {r['t']:.0f} s: {r['battery_mv']} mV", file=sys.stderr))
+                else:
+                    _ask(f"touch: take your hands off the robot, nothing touching it; Enter records {args.seconds:g} s: ")
+                    rows = record(link, args.seconds)
+            finally:
+                link.close()
+                if vmcu:
+                    vmcu.close()
+        if args.what == "battery":
+            if args.knots < 2:
+                raise SensorCalibrationError("--knots must be >= 2")
+            curve = fit_energy_curve(rows, args.knots)
+            Path(args.out).write_text(robot_snippet(energy_curve=curve))
+            res = {"out": args.out, "readings": len(rows), "energy_curve": curve}
+            text = (f"{args.out}: robot.energy_curve, {len(curve)} points from {len(rows)} readings, "
+                    f"{curve[0][0]:.0f} mV (empty) .. {curve[-1][0]:.0f} mV (full); merge it into the [robot] section")
+        else:
+            t = fit_touch(rows, args.k)
+            Path(args.out).write_text(robot_snippet(touch_threshold=t["threshold"]))
+            res = {"out": args.out, **t}
+            text = (f"{args.out}: robot.touch_threshold for {len(t['threshold'])} channels from {t['readings']} idle "
+                    f"readings (baseline + {args.k:g} x noise): "
+                    + ", ".join(f"{b:.0f}+-{n:.1f} -> {th:.0f}" for b, n, th in zip(t["baseline"], t["noise"], t["threshold"])))
+    except (SensorCalibrationError, ConnectionError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res) if args.json else text)
+    return 0
 
 
 def _capture(cfg_path: str, board: Board, n: int, save: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -62,7 +154,7 @@ def _capture(cfg_path: str, board: Board, n: int, save: Path) -> dict[str, tuple
     pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     try:
         while len(pairs) < n:
-            answer = input(f"pair {len(pairs) + 1}/{n}: hold the board still in view of both cameras, a new angle "
+            answer = _ask(f"pair {len(pairs) + 1}/{n}: hold the board still in view of both cameras, a new angle "
                            "and distance each time; Enter captures, q stops: ")
             if answer.strip().lower() == "q":
                 break
@@ -88,6 +180,8 @@ def main(argv: list[str]) -> int:
     if args.what is None:
         _parser().print_help()
         return 2
+    if args.what in ("battery", "touch"):
+        return _sensors(args)
     try:
         board = Board.parse(args.board)
         if args.what == "board":

@@ -39,6 +39,7 @@ from edge_runtime.config import ConfigError, check
 from . import protocol as P
 from .camera import CameraConfig, StereoCamera, open_stereo
 from .mcu_link import McuLink, McuLinkError, McuVersionError
+from .sensor_calibration import check_energy_curve, check_touch_threshold, energy_from_mv, touch_from_raw
 from .virtual_mcu import VirtualMCU, VirtualMcuConfig
 
 log = logging.getLogger("hardware.robot")
@@ -69,9 +70,14 @@ class RobotConfig:
     report_timeout_s: float = 0.5  # a sensor report older than this marks the step as link-down
     link_wait_s: float = 3.0  # how long one step waits for a lost MCU link to come back
     decision_steps: int = 4  # control steps per decision the robot is made for (its spec's action_repeat)
+    # from `edge-runtime calibrate battery|touch` (hardware/sensor_calibration.py); empty: the linear defaults
+    energy_curve: tuple[tuple[float, float], ...] = ()  # [[filtered mV, energy], ...], monotone
+    touch_threshold: tuple[float, ...] = ()  # per touch channel, raw 0..255: below it a channel reads 0
 
     def __post_init__(self):
         w = "robot"
+        check_energy_curve(self.energy_curve)
+        check_touch_threshold(self.touch_threshold)
         check(self.eye_h >= 16 and self.eye_w >= 16, f"{w}.eye_h", "eye_h and eye_w must be >= 16")
         check(self.control_hz >= 0, f"{w}.control_hz", "must be >= 0")
         check(self.decision_steps >= 1, f"{w}.decision_steps", "must be >= 1")
@@ -154,6 +160,10 @@ class RobotBody(Body, MotorControl, Revivable):
             n_touch = self.link.hello.n_touch
             if mcu.touch >= 0 and mcu.touch != n_touch:
                 raise ConfigError(f"mcu.touch: config says {mcu.touch} touch channels, the MCU on {port} reports {n_touch}")
+            if robot.touch_threshold and len(robot.touch_threshold) != n_touch:
+                raise ConfigError(f"robot.touch_threshold: {len(robot.touch_threshold)} thresholds, the MCU on {port} "
+                                  f"reports {n_touch} touch channels (calibrate touch again for this board)")
+            self._touch_thr = np.asarray(robot.touch_threshold, np.float32) if robot.touch_threshold else None
             self.spec = BodySpec(eye_shape=(robot.eye_h, robot.eye_w), touch_channels=n_touch,
                                  action_heads=DRIVE_TURN_HEADS, control_hz=robot.control_hz or 10.0, name="Robot",
                                  still=(1, 1), action_repeat=robot.decision_steps)
@@ -188,6 +198,8 @@ class RobotBody(Body, MotorControl, Revivable):
         c = self.cfg
         if self.mv_f is None:
             return 1.0
+        if c.energy_curve:
+            return energy_from_mv(self.mv_f, c.energy_curve)
         return float(min(1.0, max(0.0, (self.mv_f - c.empty_mv) / (c.full_mv - c.empty_mv))))
 
     @property
@@ -359,7 +371,8 @@ class RobotBody(Body, MotorControl, Revivable):
             self.report = rep
             a = 1.0 if self.mv_f is None or c.battery_filter_s == 0 else 1 - math.exp(-dt / c.battery_filter_s)
             self.mv_f = rep.battery_mv if self.mv_f is None else self.mv_f + a * (rep.battery_mv - self.mv_f)
-            self.touch = np.asarray(rep.touch[: self.spec.touch_channels], np.float32) / 255.0
+            raw = np.asarray(rep.touch[: self.spec.touch_channels], np.float32)
+            self.touch = raw / 255.0 if self._touch_thr is None else touch_from_raw(raw, self._touch_thr[:len(raw)])
             if self.touch.shape[0] < self.spec.touch_channels:
                 self.touch = np.pad(self.touch, (0, self.spec.touch_channels - self.touch.shape[0]))
             # the link's running total is already free of duplicates, late reports and board restarts

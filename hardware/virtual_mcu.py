@@ -64,6 +64,8 @@ class VirtualMcuConfig:
     revive_after_s: float = 0.0  # > 0: a simulated human presses the button this long after the host says dead
     recharge_on_revive: bool = True  # ...and swaps the battery if it is low
     line_noise: float = 0.0  # probability per outgoing frame of a corrupted frame
+    raw: bool = False  # uncalibrated readings: a Li-ion discharge curve through an ADC with gain and offset
+    # error, touch channels idling at their own baseline and noise (hardware/virtual_wiring.py)
     seed: int | None = None
 
     def __post_init__(self):

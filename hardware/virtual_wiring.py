@@ -10,6 +10,14 @@ this half is the simulated robot around the board:
   stall current while they are closed;
 * sensor noise on voltage, currents and touch;
 * the revive button (held for a moment when pressed).
+
+Raw mode (`raw = true`), readings as an uncalibrated board gives them, so `edge-runtime calibrate battery` and
+`calibrate touch` have something to calibrate:
+
+* the pack's open-circuit voltage follows a Li-ion discharge curve (steep when full and nearly empty, flat in
+  between: RAW_OCV), not a straight line, and the board's ADC reads it with a gain and an offset error
+  (RAW_ADC_GAIN, RAW_ADC_OFFSET_MV) in steps of RAW_ADC_LSB_MV;
+* every touch channel idles at its own baseline with its own noise (drawn once per board from the seed), not 0.
 """
 from __future__ import annotations
 
@@ -18,6 +26,11 @@ import random
 from . import protocol as P
 
 BUMP_TOUCH_LEVEL = 230.0  # what a closed bump switch reads on its touch channel (0..255)
+
+# raw mode: (state of charge, fraction of the way from empty_mv to full_mv) of a Li-ion cell at rest
+RAW_OCV = ((0.0, 0.0), (0.05, 0.25), (0.1, 0.38), (0.2, 0.48), (0.3, 0.53), (0.4, 0.57), (0.5, 0.61),
+           (0.6, 0.66), (0.7, 0.72), (0.8, 0.79), (0.9, 0.87), (1.0, 1.0))
+RAW_ADC_GAIN, RAW_ADC_OFFSET_MV, RAW_ADC_LSB_MV = 1.035, -90.0, 8.0
 
 
 class VirtualWiring:
@@ -33,11 +46,17 @@ class VirtualWiring:
         self.button_until = 0.0
         self.currents_ma = (0.0, 0.0)  # per motor, unsigned
         self.total_a = 0.0
+        # raw mode: each touch channel's idle level and noise, fixed for this board
+        self.touch_base = [rng.uniform(12, 60) if cfg.raw else 0.0 for _ in range(cfg.n_touch)]
+        self.touch_noise = [rng.uniform(2, 6) if cfg.raw else cfg.noise_touch for _ in range(cfg.n_touch)]
 
     def battery_mv(self, current_a: float) -> int:
         """The pack's voltage while `current_a` flows (no noise)."""
         c = self.cfg
-        v = c.empty_mv + (c.full_mv - c.empty_mv) * self.soc - current_a * c.internal_mohm
+        shape = self.soc
+        if c.raw:
+            shape = _interp(self.soc, RAW_OCV)
+        v = c.empty_mv + (c.full_mv - c.empty_mv) * shape - current_a * c.internal_mohm
         if self.soc <= 0:
             v = c.low_battery_mv - 200
         return int(max(0, v))
@@ -77,11 +96,25 @@ class VirtualWiring:
         """What the board's ADCs read now: battery mV, signed motor currents (mA), touch channels (0..255)."""
         c = self.cfg
         g = self.rng.gauss
-        mv = int(self.battery_mv(self.total_a) + g(0, c.noise_mv))
+        mv = self.battery_mv(self.total_a) + g(0, c.noise_mv)
+        if c.raw:  # what an uncalibrated ADC makes of it
+            mv = round((mv * RAW_ADC_GAIN + RAW_ADC_OFFSET_MV) / RAW_ADC_LSB_MV) * RAW_ADC_LSB_MV
+        mv = int(mv)
         il, ir = self.currents_ma
         il = int((il + g(0, c.noise_ma)) * (1 if left >= 0 else -1))
         ir = int((ir + g(0, c.noise_ma)) * (1 if right >= 0 else -1))
         bumping = self.bumping(now)
         touch = tuple(int(min(255, max(0, (BUMP_TOUCH_LEVEL if bumping and ch == self.bump_channel else 0.0)
-                                       + abs(g(0, c.noise_touch))))) for ch in range(c.n_touch))
+                                       + self._idle_touch(ch)))) for ch in range(c.n_touch))
         return max(0, mv), max(-32768, min(32767, il)), max(-32768, min(32767, ir)), touch
+
+    def _idle_touch(self, ch: int) -> float:
+        noise = self.rng.gauss(0, self.touch_noise[ch])
+        return self.touch_base[ch] + noise if self.cfg.raw else abs(noise)
+
+
+def _interp(x: float, table) -> float:
+    for (x0, y0), (x1, y1) in zip(table, table[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return table[-1][1]
