@@ -52,6 +52,9 @@ ROWS = [
                 f"{r['steps_measured']}); peak RSS {r['peak_rss_mb']} MB; ring snapshot {r['ring_snapshot_mb']} MB")),
     ("`seed-v1` step", "bench step --rule seed-v1 --json",
      lambda r: f"{r['params']:,} parameters; forward {_ms(r['forward_ms'])}, learn {_ms(r['learn_ms'])}; peak RSS {r['peak_rss_mb']} MB"),
+    ("stereo rectification in the camera pipeline (640x480 captures, 64x48 eyes)", "bench rectify --json",
+     lambda r: (f"{r['rectify_ms_per_stereo_frame']} ms per stereo pair (a read: {r['read_ms_plain']} ms without, "
+                f"{r['read_ms_rectified']} ms with `camera.calibration`)")),
     ("memory over a long `--sim` run", "bench soak --steps 100000 --every 10000 --json", _soak),
     ("stationary, 50 lives", "eval --policy stationary --lives 50 --seed 1 --json", _eval),
     ("random, 50 lives", "eval --policy random --lives 50 --seed 1 --json", _eval),
