@@ -202,3 +202,21 @@ def test_cli_calibrates_a_folder_of_pairs(tmp_path, chess):
     assert StereoCalibration.load(out).image_size == (640, 480)
     p = subprocess.run(run[:-4] + ["--board", "chessboard:9x6", "--out", str(out)], capture_output=True, text=True)
     assert p.returncode == 2 and "expected chessboard:COLSxROWS:SQUARE" in p.stderr
+
+
+def test_cli_captures_live_from_the_configured_cameras(tmp_path, chess):
+    """--camera-config: pairs read from the robot's [camera] (here the replay backend over the synthetic
+    captures), one per Enter, at the capture size; kept only when both eyes see the board, and saved."""
+    board, pairs, _ = chess
+    left, right = _replay_dirs(tmp_path, dict(list(pairs.items())[:8]))
+    cfg = tmp_path / "robot.toml"
+    cfg.write_text(f'[camera]\nbackend = "replay"\nleft = "{left}"\nright = "{right}"\n')
+    out = tmp_path / "stereo.toml"
+    p = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "calibrate", "stereo", "--camera-config", str(cfg),
+                        "--captures", "8", "--board", "chessboard:9x6:0.025", "--out", str(out), "--json"],
+                       capture_output=True, text=True, input="\n" * 8, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["pairs_used"] == 8 and r["image_size"] == [640, 480] and abs(r["baseline_m"] - 0.15) < 0.0015
+    saved = sorted((tmp_path / "stereo-captures").iterdir())
+    assert len(saved) == 16 and saved[0].name == "pair-000-left.png"
