@@ -55,7 +55,7 @@ def bench_arena(cfg: Config, steps: int, seed: int) -> dict:
 
 def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
     from .rules import build
-    from .runtime import act_repeat
+    from .acting import act_repeat
     from .senses import SenseEncoder
 
     torch.set_num_threads(cfg.runtime.threads)

@@ -52,13 +52,19 @@ def build_parser() -> Parser:
 
     e = sub.add_parser("eval", help="frozen evaluation of a policy over N lives")
     _add_common(e)
-    e.add_argument("--policy", required=True, help="random | stationary | oracle | RUN_DIR | weights file")
+    e.add_argument("--policy", required=True, help="random | stationary | oracle | RUN_DIR | weights file | "
+                   "brain.onnx (acted with through ONNX Runtime, torch never imported)")
     e.add_argument("--body", default=None, help="body to evaluate in: arena | godot | gym:ENV_ID | ... "
                    "(default: the one the config's sections select, else the arena)")
     e.add_argument("--lives", type=int, default=30)
     e.add_argument("--cap", type=int, default=None, help="body steps after which a life is censored")
     e.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling (brains only)")
     e.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="write a learned brain as one ONNX model (docs: edge_runtime/export_onnx.py)")
+    x.add_argument("src", metavar="RUN_DIR|WEIGHTS", help="a run directory, weights.pt or a checkpoint file")
+    x.add_argument("--out", required=True, metavar="brain.onnx")
+    x.add_argument("--json", action="store_true")
 
     add_bench_parsers(sub)
 
@@ -108,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.cmd == "eval":
             return cmd_eval(args)
+        if args.cmd == "export":
+            return cmd_export(args)
         if args.cmd == "bench":
             if args.what is None:
                 raise UsageError("bench needs one of: " + ", ".join(BENCH_COMMANDS))
@@ -247,6 +255,22 @@ def cmd_console(args) -> int:
         raise UsageError(str(e)) from None
     except OSError as e:
         raise UsageError(f"{args.device}: {e.strerror or e}") from None
+
+
+def cmd_export(args) -> int:
+    from .evaluate import PolicyError
+
+    try:
+        from .export_onnx import export
+    except ImportError as e:
+        raise UsageError(f"export needs torch and onnx (pip install -e '.[torch,onnx]'): {e}") from None
+    try:
+        res = export(args.src, args.out)
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+    print(dumps(res) if args.json else f"{res['out']}: {res['bytes']} bytes, {res['params']} parameters, opset "
+          f"{res['opset']}; inputs {', '.join(res['inputs'])}; outputs {', '.join(res['outputs'])}")
+    return 0
 
 
 def cmd_eval(args) -> int:

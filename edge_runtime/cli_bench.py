@@ -19,6 +19,9 @@ def add_bench_parsers(sub) -> None:
     ba.add_argument("--json", action="store_true")
     bs = bsub.add_parser("step", help="one agent step: forward and learn ms, peak RSS")
     _add_common(bs)
+    bs.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                    help="onnx: an exported brain (--policy) acting through ONNX Runtime, torch never imported")
+    bs.add_argument("--policy", default=None, metavar="brain.onnx", help="the exported brain (--backend onnx)")
     bs.add_argument("--steps", type=int, default=300)
     bs.add_argument("--warmup", type=int, default=50)
     bs.add_argument("--json", action="store_true")
@@ -164,6 +167,20 @@ def cmd_bench_all(args) -> int:
 
 def cmd_bench_step(args) -> int:
     _positive("--steps", args.steps)
+    if args.backend == "onnx":
+        if not args.policy:
+            raise UsageError("--backend onnx needs --policy brain.onnx (make one with `edge-runtime export RUN_DIR "
+                             "--out brain.onnx`)")
+        from .evaluate import PolicyError
+        from .onnx_policy import bench_onnx_step
+
+        try:
+            return _print_figures(bench_onnx_step(load_config(args), args.policy, args.steps, args.warmup, args.seed),
+                                  args.json)
+        except PolicyError as e:
+            raise UsageError(str(e)) from None
+    if args.policy:
+        raise UsageError("--policy goes with --backend onnx (the torch step bench measures a fresh brain)")
     from .bench import bench_step
 
     return _print_figures(bench_step(load_config(args), args.steps, args.warmup, args.seed), args.json)

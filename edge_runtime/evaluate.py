@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
+from .acting import act_repeat
 from .body import Body, UncertainMortality
 from .config import Config, ConfigError, ModelConfig
-from .rules import RULES
-from .runtime import act_repeat
-from .senses import SenseEncoder
+
+# torch is imported where a torch brain is loaded, not here: an ONNX policy (edge_runtime/onnx_policy.py) and
+# the baselines evaluate in a process that never imports it
 
 BASELINES = ("random", "stationary")  # every body has these; a body kind may add its own (the arena: oracle)
 
@@ -46,6 +46,9 @@ class Policy:
     """Maps a Sense to an action, with per-life state. Frozen: never learns."""
 
     name = "policy"
+
+    def prepare(self, cfg: Config):
+        """Before the first life: take the run's settings (threads)."""
 
     def start_life(self, body: Body, seed: int):
         pass
@@ -90,7 +93,14 @@ class BrainPolicy(Policy):
         self.model_cfg = model_cfg
         self.rule.brain.eval()
 
+    def prepare(self, cfg):
+        import torch
+
+        torch.set_num_threads(cfg.runtime.threads)
+
     def start_life(self, body, seed):
+        from .senses import SenseEncoder
+
         self.enc = SenseEncoder(body.spec, self.model_cfg.input_hw)
         self.rule.gen.manual_seed(seed + 104729)
         self.rule.new_life()
@@ -118,6 +128,8 @@ def _read_frozen(path: str | Path) -> dict:
     if not p.exists():
         raise PolicyError(f"{path}: no such policy (random | stationary | oracle | RUN_DIR | weights or checkpoint file)")
     data = p.read_bytes()
+    if p.suffix == ".onnx":
+        raise PolicyError(f"{p}: an ONNX brain is acted with by `eval/run --policy`, it cannot be loaded as torch weights")
     if data[:len(ck.MAGIC)] == ck.MAGIC:
         info, payload = ck.parse(data, "file", str(p))
         if payload is None:
@@ -126,6 +138,8 @@ def _read_frozen(path: str | Path) -> dict:
             return _from_checkpoint(ck.decode(payload))
         except ck.CheckpointError as e:
             raise PolicyError(f"{p}: {e}") from None
+    import torch
+
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or foreign file
@@ -152,6 +166,7 @@ def load_brain_policy(path: str | Path, spec, greedy: bool = False) -> BrainPoli
         raise PolicyError(f"{p}: model config does not load ({e})") from None
     from .config import RuleConfig
     from .model import Brain
+    from .rules import RULES
     from .rules.base import Rule
 
     brain = Brain(spec, mcfg, ck["towers"])
@@ -175,13 +190,17 @@ def make_policy(name: str, spec, greedy: bool = False, policies: dict | None = N
         return StationaryPolicy()
     if policies and name in policies:
         return policies[name]()
+    if str(name).endswith(".onnx"):
+        from .onnx_policy import OnnxPolicy
+
+        return OnnxPolicy(name, spec, greedy=greedy)
     return load_brain_policy(name, spec, greedy)
 
 
 def evaluate(policy: Policy, make_body: Callable[[], Body], cfg: Config, lives: int, seed: int,
              cap: int | None = None, action_repeat: int | None = None) -> dict:
     """Run `lives` frozen lives; life i starts the world from seed + i."""
-    torch.set_num_threads(cfg.runtime.threads)
+    policy.prepare(cfg)
     cap = cap or cfg.runtime.eval_cap
     lengths, censored, food, hits = [], [], [], []
     with make_body() as body:

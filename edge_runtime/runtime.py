@@ -31,30 +31,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .acting import act_repeat
 from .body import Body, MotorControl, Revivable, Sense
 from .config import Config, ConfigError, section_to_dict
 from .hooks import Hook
 from .jsonout import dumps
-from .rules import Feeling, Rule, build
+from .rules import Rule, build
 from .senses import SenseEncoder
 
 log = logging.getLogger("edge_runtime.runtime")
 
 METRIC_KEYS = ("step", "body_step", "life", "hp", "energy", "self_loss", "self_lr", "lr_eff", "entropy", "td_error",
                "discomfort", "entropy_w", "rollbacks", "faults", "dead")
-
-
-def act_repeat(body: Body, action, sense: Sense, repeat: int, threshold: float) -> tuple[Sense, Feeling]:
-    """Hold an action for up to `repeat` body steps; stop early when the body feels an event."""
-    hp0, en0 = sense.hp, sense.energy
-    n = 0
-    for _ in range(repeat):
-        prev_hp, prev_en = sense.hp, sense.energy
-        sense = body.act(action)
-        n += 1
-        if sense.dead or sense.hp - prev_hp < -threshold or sense.energy - prev_en > threshold:
-            break
-    return sense, Feeling(sense.hp - hp0, sense.energy - en0, sense.dead, n)
 
 
 def median(xs) -> float:

@@ -3,26 +3,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..acting import Feeling  # noqa: F401  (re-exported: rules and tests import it from here)
 from ..config import RuleConfig
 from ..model import Brain
 from ..rollback import RollbackRing
 
 log = logging.getLogger("edge_runtime.rules")
-
-
-@dataclass
-class Feeling:
-    """What the body felt over one decision (one or more body steps). Sensations only."""
-
-    d_hp: float
-    d_energy: float
-    dead: bool
-    body_steps: int = 1
 
 
 class Rule:

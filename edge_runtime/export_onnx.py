@@ -1,0 +1,137 @@
+"""`edge-runtime export RUN_DIR|WEIGHTS --out brain.onnx`: the frozen brain as one ONNX model.
+
+Inputs (batch 1):
+    left, right   uint8 [1, H, W, 3]   each eye, RGB, at the model's input size (model.input_hw); resizing from
+                                       the body's eye size stays outside (OpenCV INTER_AREA, as the learner's)
+    body          float32 [1, B]       hp, energy, then the touch channels
+    thought_in    float32 [1, T]       the previous step's tanh(thought), zeros at the start of a life
+Outputs, every region of the brain's one output tensor, named:
+    actions       float32 [1, A]       the action logits, head after head (metadata `action_heads`)
+    loss          float32 [1, L]       the self-generated loss region
+    lr            float32 [1, R]       the self-generated learning-rate region
+    thought       float32 [1, T]       the thought region (raw: the next input is tanh of it)
+
+Inside the graph: the eyes scaled to [-1, 1] as the learner scales them, and standardised by the eye
+statistics the brain had when it was exported (constants), then the network. Metadata (ONNX
+metadata_props): `body_spec` (JSON), `action_heads` (JSON, in order), `model_config` (JSON), `rule`,
+`steps`, `towers`, `config_sha256` (of the model config and body spec, the pair a brain is matched by),
+`format` = "edge-runtime-brain/1".
+
+(ONNX names are unique within a graph, so the thought goes in as `thought_in` and comes out as `thought`.)
+The exporter is PyTorch's TorchScript-based one (`dynamo=False`), opset 17, which needs only the `onnx`
+package; HardSwish and HardSigmoid are ONNX operators at this opset.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .body import BodySpec
+from .evaluate import PolicyError, load_brain_policy
+from .model import Brain
+
+FORMAT = "edge-runtime-brain/1"
+OPSET = 17
+OUTPUTS = ("actions", "loss", "lr", "thought")
+
+
+class _Frozen(nn.Module):
+    """The brain with its senses' scaling and frozen eye statistics in front, regions split behind."""
+
+    def __init__(self, brain: Brain):
+        super().__init__()
+        self.brain = brain
+        n = brain.eye_norm
+        self.norm = n is not None
+        if self.norm:
+            # the statistics as the brain's EyeNorm computes them (count >= 2: a brain that has learned)
+            with torch.no_grad():
+                if float(n.count) < 2:
+                    std = torch.ones_like(n.mean)
+                    self.clip = float("inf")
+                else:
+                    std = (n.m2 / (n.count - 1)).sqrt().clamp_min(n.MIN_STD)
+                    self.clip = n.CLIP
+            self.register_buffer("mean", n.mean.detach().clone())
+            self.register_buffer("std", std)
+        self.scale = 2.0 / 255.0
+
+    def forward(self, left, right, body, thought):
+        x = torch.cat([left, right], 3).to(torch.float32)  # [1, H, W, 6], left RGB then right RGB
+        x = x.permute(0, 3, 1, 2) * self.scale - 1.0
+        if self.norm:
+            x = (x - self.mean) / self.std
+            if self.clip != float("inf"):
+                x = x.clamp(-self.clip, self.clip)
+        b = self.brain
+        # the brain's forward without its own EyeNorm (applied above, frozen)
+        if not b.cfg.thought_feedback:
+            thought = torch.zeros_like(thought)
+        if b.towers == "shared":
+            out = b.policy(x, body, thought)
+        else:
+            h = b.policy.hidden(x, body, thought)
+            hd = b.discomfort.hidden(x, body, thought)
+            loss = b.discomfort.out(hd)
+            p = b.policy.out(torch.cat([h, hd], 1) if b.cfg.actor_reads_critic else h)
+            lr = b.lr_head(h)
+            a = b.regions.actions
+            out = torch.cat([p[:, :a], loss, lr, p[:, a:]], 1)
+        r = b.split(out)
+        return tuple(r[k] for k in OUTPUTS)
+
+
+def config_sha256(spec: dict, model_cfg: dict) -> str:
+    return hashlib.sha256(json.dumps({"spec": spec, "model": model_cfg}, sort_keys=True).encode()).hexdigest()
+
+
+def export(policy_path: str | Path, out: str | Path) -> dict:
+    """Write the brain at `policy_path` (run dir, weights.pt, or a checkpoint) as ONNX to `out`."""
+    import onnx
+
+    from .evaluate import _read_frozen
+
+    ck = _read_frozen(policy_path)
+    s = ck["spec"]
+    spec = BodySpec(eye_shape=tuple(s["eye_shape"]), touch_channels=int(s["touch_channels"]),
+                    action_heads=dict(s["action_heads"]), control_hz=float(s.get("control_hz", 10.0)),
+                    name=str(s.get("name", "body")))
+    pol = load_brain_policy(policy_path, spec)
+    brain = pol.rule.brain.eval()
+    mcfg = pol.model_cfg
+    h, w = mcfg.input_hw
+    frozen = _Frozen(brain).eval()
+    inputs = (torch.zeros(1, h, w, 3, dtype=torch.uint8), torch.zeros(1, brain.body_dim, dtype=torch.float32),
+              torch.zeros(1, mcfg.thought_size, dtype=torch.float32))
+    args = (inputs[0], inputs[0].clone(), inputs[1], inputs[2])
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer's notes about Python branches on shapes: the shapes are fixed (batch 1, one body)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(frozen, args, str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=["left", "right", "body", "thought_in"], output_names=list(OUTPUTS))
+    model = onnx.load(str(tmp))
+    from .config import section_to_dict
+
+    mc = section_to_dict(mcfg)
+    meta = {"format": FORMAT, "body_spec": json.dumps(spec.to_dict()), "action_heads": json.dumps(list(spec.action_heads.items())),
+            "model_config": json.dumps(mc), "rule": str(ck.get("rule", "")), "steps": str(ck.get("steps", "")),
+            "towers": brain.towers, "config_sha256": config_sha256(spec.to_dict(), mc)}
+    for k, v in meta.items():
+        p = model.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+    return {"out": str(out), "bytes": out.stat().st_size, "opset": OPSET, "inputs": ["left", "right", "body", "thought_in"],
+            "outputs": list(OUTPUTS), "params": sum(p.numel() for p in brain.parameters()), **{k: meta[k] for k in ("rule", "towers", "config_sha256")}}
+
+
+__all__ = ["export", "config_sha256", "FORMAT", "OUTPUTS", "PolicyError"]
