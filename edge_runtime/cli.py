@@ -47,6 +47,9 @@ def build_parser() -> Parser:
     r.add_argument("--fresh", action="store_true",
                    help="with --run-dir: if DIR holds a run, move it aside to DIR.old-<time> and start a new brain "
                         "(without --fresh or --continue an existing run is never touched)")
+    r.add_argument("--policy", default=None, metavar="brain.onnx",
+                   help="act with an exported brain through ONNX Runtime: no learning, torch never imported")
+    r.add_argument("--greedy", action="store_true", help="with --policy: argmax actions instead of sampling")
     r.add_argument("--console", default=None, metavar="DEVICE|stdio",
                    help="serve the debug console on a serial device (/dev/ttyGS0, a pty...) or on stdin/stdout")
 
@@ -171,6 +174,10 @@ def cmd_run(args) -> int:
     cfg = load_config(args)
     if args.godot_project:
         cfg = cfg.replace("godot", project=args.godot_project)
+    if args.policy:
+        return _run_acting(args, cfg)
+    if args.greedy:
+        raise UsageError("--greedy goes with --policy brain.onnx (a learning run samples its actions)")
     from .checkpoint import CheckpointError, checkpoint_hooks, run_dir_holds_a_run, set_run_aside
     from .runtime import Runner
 
@@ -196,6 +203,38 @@ def cmd_run(args) -> int:
                         hooks=hooks)
         log.info("%s: rule %s, %d parameters, run dir %s", body.spec.name, runner.rule.name,
                  sum(p.numel() for p in runner.rule.brain.parameters()), run_dir)
+        summary = runner.run(args.steps)
+    print(dumps(summary))
+    return 0
+
+
+def _run_acting(args, cfg) -> int:
+    """run --policy brain.onnx: the runtime loop with an actor in place of a rule (no torch, no checkpoints)."""
+    if args.resume or args.cont:
+        raise UsageError("--policy acts with a fixed brain: there is nothing to --resume or --continue")
+    if not str(args.policy).endswith(".onnx"):
+        raise UsageError(f"--policy {args.policy}: run acts only with an exported brain (brain.onnx, from `edge-runtime "
+                         "export`); to learn from a run, use --resume RUN_DIR")
+    from .evaluate import PolicyError
+    from .onnx_policy import OnnxActor, OnnxPolicy, sense_as_is
+    from .runtime import Runner
+
+    run_dir = args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-onnx-s{args.seed}"
+    if Path(run_dir).exists() and any(Path(run_dir).iterdir()) and not args.fresh:
+        raise UsageError(f"--run-dir {run_dir} is not empty; add --fresh to move it aside")
+    if args.fresh and Path(run_dir).exists():
+        Path(run_dir).rename(f"{run_dir}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    body = make_body(cfg, "arena" if args.sim else args.body)
+    with body:
+        try:
+            pol = OnnxPolicy(args.policy, body.spec, greedy=args.greedy)
+        except PolicyError as e:
+            raise UsageError(str(e)) from None
+        pol.prepare(cfg)
+        runner = Runner(cfg, body, seed=args.seed, run_dir=run_dir, rule=OnnxActor(pol, args.seed),
+                        encoder=sense_as_is, progress=not args.no_progress and args.console != "stdio",
+                        hooks=service_hooks(args, cfg))
+        log.info("%s: acting with %s (ONNX Runtime, no learning), run dir %s", body.spec.name, args.policy, run_dir)
         summary = runner.run(args.steps)
     print(dumps(summary))
     return 0

@@ -89,6 +89,38 @@ class OnnxPolicy(Policy):
         return tuple(action)
 
 
+class OnnxActor:
+    """What `run --policy brain.onnx` drives the runtime loop with in place of a learning rule: it acts (the
+    thought flowing), never learns. The loop hands it each Sense as it is (encoder `sense_as_is`)."""
+
+    learns = False
+    learning = False
+    rollbacks = faults = deaths = 0
+
+    def __init__(self, policy: OnnxPolicy, seed: int):
+        self.policy = policy
+        self.name = f"onnx:{Path(policy.path).name}"
+        self.seed = seed
+        self.steps = 0  # decisions acted
+        self.lives = 0
+        policy.start_life(None, seed)
+
+    def act_frozen(self, sense, _unused=None):
+        self.steps += 1
+        return self.policy(sense)
+
+    def new_life(self):
+        self.lives += 1
+        self.policy.start_life(None, self.seed + self.lives)
+
+    def rollback(self, reason: str, which: str = "latest") -> bool:
+        return False
+
+
+def sense_as_is(sense):
+    return sense, None
+
+
 def bench_onnx_step(cfg, policy: str, steps: int, warmup: int, seed: int) -> dict:
     """`bench step --backend onnx`: one decision's forward (eyes resized, ONNX Runtime run, action drawn) in the
     arena, and this process's peak RSS; torch is never imported (the figure says so)."""

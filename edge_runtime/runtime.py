@@ -25,19 +25,23 @@ import os
 import signal
 import sys
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .acting import act_repeat
 from .body import Body, MotorControl, Revivable, Sense
 from .config import Config, ConfigError, section_to_dict
 from .hooks import Hook
 from .jsonout import dumps
-from .rules import Rule, build
-from .senses import SenseEncoder
+
+if typing.TYPE_CHECKING:
+    from .rules import Rule
+
+# torch is imported when a learning rule is built: a run that only acts (an exported ONNX brain, with its own
+# Rule-like actor, edge_runtime/onnx_policy.py) never imports it
 
 log = logging.getLogger("edge_runtime.runtime")
 
@@ -73,14 +77,15 @@ class Overrides:
     def apply(self, runner: "Runner") -> None:
         """Put the overridden values into the running rule and body (the rule holds its own copy of the config)."""
         rule, c = runner.rule, runner.cfg.rule
-        rule.learning = True if self.learning is None else self.learning
-        lo = c.lr_min if self.lr_min is None else self.lr_min
-        hi = c.lr_max if self.lr_max is None else self.lr_max
-        try:
-            dataclasses.replace(c, lr_min=lo, lr_max=hi)  # the config's own checks
-        except ConfigError as e:
-            raise ConfigError(f"console override lr [{lo}, {hi}]: {e}") from None
-        rule.cfg.lr_min, rule.cfg.lr_max = lo, hi
+        if rule.learns:  # (an actor with an exported brain has no learning to switch or rate to bound)
+            rule.learning = True if self.learning is None else self.learning
+            lo = c.lr_min if self.lr_min is None else self.lr_min
+            hi = c.lr_max if self.lr_max is None else self.lr_max
+            try:
+                dataclasses.replace(c, lr_min=lo, lr_max=hi)  # the config's own checks
+            except ConfigError as e:
+                raise ConfigError(f"console override lr [{lo}, {hi}]: {e}") from None
+            rule.cfg.lr_min, rule.cfg.lr_max = lo, hi
         if isinstance(runner.body, MotorControl):
             if self.motors_held:
                 runner.body.stop_motors()
@@ -90,16 +95,28 @@ class Overrides:
 
 class Runner:
     def __init__(self, cfg: Config, body: Body, seed: int = 0, run_dir: str | Path | None = None,
-                 rule: Rule | None = None, progress: bool = True, out=sys.stderr, hooks: list[Hook] | None = None):
+                 rule: "Rule | None" = None, progress: bool = True, out=sys.stderr, hooks: list[Hook] | None = None,
+                 encoder=None):
         self.cfg = cfg
         self.body = body
         self.seed = seed
-        torch.set_num_threads(cfg.runtime.threads)
-        # the rule gets its own copy of its section: console overrides change the copy, never the run's config
-        self.rule = rule or build(body.spec, cfg.model, dataclasses.replace(cfg.rule), seed)
+        if rule is None or rule.learns:
+            import torch
+
+            torch.set_num_threads(cfg.runtime.threads)
+        if rule is None:
+            from .rules import build
+
+            # the rule gets its own copy of its section: console overrides change the copy, never the run's config
+            rule = build(body.spec, cfg.model, dataclasses.replace(cfg.rule), seed)
+        self.rule = rule
         self.overrides = Overrides()
         self.counters_before: dict = {}  # body counters of earlier processes of this run (from the checkpoint)
-        self.enc = SenseEncoder(body.spec, cfg.model.input_hw)
+        if encoder is None:
+            from .senses import SenseEncoder
+
+            encoder = SenseEncoder(body.spec, cfg.model.input_hw)
+        self.enc = encoder  # sense -> what the rule's decide/act_frozen take
         self.run_dir = Path(run_dir) if run_dir else None
         self.progress = progress
         self.out = out
@@ -124,11 +141,16 @@ class Runner:
 
         (d / "config.toml").write_text(tomli_w.dumps(self.cfg.to_dict()))
         (d / "body_spec.json").write_text(dumps(self.body.spec.to_dict(), indent=1))
-        (d / "run.json").write_text(dumps({"seed": self.seed, "rule": self.rule.name, "towers": self.rule.brain.towers}, indent=1))
+        (d / "run.json").write_text(dumps({"seed": self.seed, "rule": self.rule.name, "learns": self.rule.learns,
+                                           "towers": self.rule.brain.towers if self.rule.learns else None}, indent=1))
         self._metrics_f = open(d / "metrics.jsonl", "a", buffering=1 << 16)
         self._lives_f = open(d / "lives.jsonl", "a", buffering=1)
 
     def save_weights(self, path: Path | None = None) -> Path | None:
+        if not self.rule.learns:  # an actor with an exported brain: nothing here changes, nothing to save
+            return None
+        import torch
+
         if path is None:
             if not self.run_dir:
                 return None

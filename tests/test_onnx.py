@@ -106,3 +106,32 @@ def test_bench_step_onnx_reports_a_torch_free_process(brain):
     _, onnx_path, _ = brain
     r = _cli("bench", "step", "--backend", "onnx", "--policy", str(onnx_path), "--steps", "30", "--warmup", "5", "--json")
     assert r["backend"] == "onnx" and r["forward_ms"] > 0 and r["peak_rss_mb"] > 0 and r["torch_imported"] is False
+
+
+def test_run_with_the_onnx_brain_acts_without_torch_and_the_console_refuses_to_learn(brain, tmp_path):
+    _, onnx_path, _ = brain
+    code = ("import sys, json\nfrom edge_runtime.cli import main\n"
+            f"rc = main(['--sim', '--policy', {str(onnx_path)!r}, '--steps', '120', '--run-dir', {str(tmp_path / 'act')!r},"
+            " '--no-progress'])\nassert rc == 0\nassert 'torch' not in sys.modules, 'torch was imported'\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 120 and summary["rule"] == "onnx:brain.onnx" and summary["faults"] == 0
+    assert not (tmp_path / "act" / "weights.pt").exists()  # nothing learned, nothing saved
+    assert len((tmp_path / "act" / "metrics.jsonl").read_text().splitlines()) == 120
+
+    from edge_runtime.console.loop import ConsoleHook
+    from edge_runtime.console.server import CommandError
+    from edge_runtime.onnx_policy import OnnxActor, sense_as_is
+
+    arena = Arena()
+    actor = OnnxActor(OnnxPolicy(onnx_path, arena.spec), seed=1)
+    r = Runner(Config(), arena, rule=actor, encoder=sense_as_is, progress=False)
+    s = arena.reset(seed=1)
+    hook = ConsoleHook.__new__(ConsoleHook)
+    hook._t0, hook._rate, hook.waiting_for = 0.0, None, None
+    for cmd, args in (("learn", ["on"]), ("lr", ["0.1", "0.5"]), ("rollback", [])):
+        with pytest.raises(CommandError, match="only acts, with an exported brain"):
+            hook.run_command(r, s, {}, cmd, args)
+    assert hook.run_command(r, s, {}, "learn", []) == "learning off"
+    assert "learning off" in hook.run_command(r, s, {}, "status", [])

@@ -152,6 +152,10 @@ class ConsoleHook(Hook):
         if cmd == "counters":
             return dumps(runner.body_counters(), sort_keys=True)
         ov = runner.overrides
+        if not rule.learns and cmd in ("learn", "lr", "rollback") and (args or cmd == "rollback"):
+            raise CommandError(f"{cmd}: this run only acts, with an exported brain ({rule.name}: ONNX Runtime, no "
+                               "torch): there is no learning to switch on, no rate, no snapshot; run a learning "
+                               "brain (a run directory) to learn")
         if cmd == "learn":
             if args:
                 ov.learning = None if args[0] == "on" else False  # on is the default: no override left
@@ -159,6 +163,8 @@ class ConsoleHook(Hook):
                 log.warning("console: learning %s (an override, kept across restarts until `overrides clear`)", args[0])
             return f"learning {'on' if rule.learning else 'off'}"
         if cmd == "lr":
+            if not rule.learns:
+                return "self_lr - | lr_eff - | no learning (an exported brain acting)"
             c = rule.cfg
             if args:
                 lo, hi = float(args[0]), float(args[1])

@@ -26,6 +26,7 @@ class Rule:
 
     name = "base"
     towers = "shared"
+    learns = True  # a rule learns; an actor with an exported brain (edge_runtime/onnx_policy.py) does not
 
     def __init__(self, brain: Brain, cfg: RuleConfig, seed: int = 0):
         self.brain = brain
