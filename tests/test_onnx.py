@@ -90,14 +90,18 @@ def _cli(*args):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_eval_with_the_onnx_brain_never_imports_torch_and_lives_the_same_lives(brain):
-    run, onnx_path, _ = brain
-    code = ("import sys, json\nfrom edge_runtime.cli import main\n"
-            f"rc = main(['eval', '--policy', {str(onnx_path)!r}, '--lives', '3', '--greedy', '--json'])\n"
-            "assert rc == 0\nassert 'torch' not in sys.modules, 'torch was imported'\n")
+def _cli_without_torch(*args) -> dict:
+    """The CLI in a fresh process that must end without torch in sys.modules; its last JSON line."""
+    code = ("import sys\nfrom edge_runtime.cli import main\n"
+            f"assert main({list(args)!r}) == 0\nassert 'torch' not in sys.modules, 'torch was imported'\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    got = json.loads(p.stdout.strip().splitlines()[-1])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_eval_with_the_onnx_brain_never_imports_torch_and_lives_the_same_lives(brain):
+    run, onnx_path, _ = brain
+    got = _cli_without_torch("eval", "--policy", str(onnx_path), "--lives", "3", "--greedy", "--json")
     ref = _cli("eval", "--policy", str(run), "--lives", "3", "--greedy", "--json")
     assert got["lifespans"] == ref["lifespans"]  # greedy: the same actions, so the same lives
 
@@ -110,12 +114,8 @@ def test_bench_step_onnx_reports_a_torch_free_process(brain):
 
 def test_run_with_the_onnx_brain_acts_without_torch_and_the_console_refuses_to_learn(brain, tmp_path):
     _, onnx_path, _ = brain
-    code = ("import sys, json\nfrom edge_runtime.cli import main\n"
-            f"rc = main(['--sim', '--policy', {str(onnx_path)!r}, '--steps', '120', '--run-dir', {str(tmp_path / 'act')!r},"
-            " '--no-progress'])\nassert rc == 0\nassert 'torch' not in sys.modules, 'torch was imported'\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    summary = _cli_without_torch("--sim", "--policy", str(onnx_path), "--steps", "120", "--run-dir",
+                                 str(tmp_path / "act"), "--no-progress")
     assert summary["steps"] == 120 and summary["rule"] == "onnx:brain.onnx" and summary["faults"] == 0
     assert not (tmp_path / "act" / "weights.pt").exists()  # nothing learned, nothing saved
     assert len((tmp_path / "act" / "metrics.jsonl").read_text().splitlines()) == 120
