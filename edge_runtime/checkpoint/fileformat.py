@@ -59,12 +59,19 @@ class SlotInfo:
         return f"slot {self.slot} (sequence {self.sequence}, step {self.step})"
 
 
-def pack(payload: bytes, sequence: int, step: int, created: float | None = None, version: int = VERSION,
-         magic: bytes = MAGIC) -> bytes:
-    """Header + payload, as written to flash."""
+def header(payload, sequence: int, step: int, created: float | None = None, version: int = VERSION,
+           magic: bytes = MAGIC) -> bytes:
+    """The header that goes before `payload` (bytes or a memoryview) on flash."""
     created = time.time() if created is None else created
     head = _HEAD.pack(magic, version, HEADER_SIZE, 0, sequence, step, len(payload), created, hashlib.sha256(payload).digest())
-    return head + struct.pack("<I", zlib.crc32(head)) + payload
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def pack(payload, sequence: int, step: int, created: float | None = None, version: int = VERSION,
+         magic: bytes = MAGIC) -> bytes:
+    """Header + payload, as written to flash (one bytes object: for tools and tests; the store writes the two
+    parts one after the other instead, without a third copy of the payload in memory)."""
+    return header(payload, sequence, step, created, version, magic) + bytes(payload)
 
 
 def parse(data: bytes, slot: str = "?", path: str = "") -> tuple[SlotInfo, bytes | None]:
@@ -93,10 +100,12 @@ def parse(data: bytes, slot: str = "?", path: str = "") -> tuple[SlotInfo, bytes
     return SlotInfo(slot, path, True, None, bytes=len(data), **kw), payload
 
 
-def encode(state: dict) -> bytes:
+def encode(state: dict) -> memoryview:
+    """The state serialised; a view of the serialiser's own buffer, not a copy of it (the save's peak memory
+    is what a small board has to spare)."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    return buf.getvalue()
+    return buf.getbuffer()
 
 
 def decode(payload: bytes) -> dict:

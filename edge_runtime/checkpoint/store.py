@@ -8,7 +8,7 @@ import os
 import threading
 from pathlib import Path
 
-from .fileformat import SLOTS, VERSION, CheckpointError, CheckpointWriteError, NoValidCheckpoint, SlotInfo, decode, pack, parse
+from .fileformat import SLOTS, VERSION, CheckpointError, CheckpointWriteError, NoValidCheckpoint, SlotInfo, decode, header, parse
 
 log = logging.getLogger("edge_runtime.checkpoint")
 
@@ -115,7 +115,7 @@ class CheckpointStore:
                 log.info("removing %s left by an interrupted save", t)
                 t.unlink(missing_ok=True)
 
-    def save(self, payload: bytes, step: int) -> SlotInfo:
+    def save(self, payload, step: int) -> SlotInfo:
         """Write payload durably into the slot not holding the newest valid checkpoint. Raises CheckpointWriteError."""
         with self._write_lock:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -124,14 +124,15 @@ class CheckpointStore:
             slot = "A" if newest is None or newest[0].slot == "B" else "B"
             final = self.slot_path(slot)
             tmp = self.dir / f"ckpt-{slot}.bin.tmp"
-            data = pack(payload, seq, step)
+            head = header(payload, seq, step)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
                 try:
-                    view = memoryview(data)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
+                    for part in (head, payload):  # header then payload, with no joined copy of the two
+                        view = memoryview(part)
+                        while view:
+                            n = os.write(fd, view)
+                            view = view[n:]
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -146,5 +147,5 @@ class CheckpointStore:
                 raise CheckpointWriteError(f"checkpoint save into {final} failed: {e.strerror or e} (errno {e.errno}"
                                            f"{', ' + errno.errorcode.get(e.errno, '') if e.errno else ''}); {kept}") from None
             self.saves += 1
-            self.bytes_written += len(data)
-            return SlotInfo(slot, str(final), True, None, seq, step, len(data), None, VERSION)
+            self.bytes_written += len(head) + len(payload)
+            return SlotInfo(slot, str(final), True, None, seq, step, len(head) + len(payload), None, VERSION)
