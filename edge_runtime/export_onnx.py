@@ -23,7 +23,6 @@ package; HardSwish and HardSigmoid are ONNX operators at this opset.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -33,8 +32,8 @@ import torch.nn as nn
 from .body import BodySpec
 from .evaluate import PolicyError, load_brain_policy
 from .model import Brain
+from .onnx_policy import FORMAT, config_sha256
 
-FORMAT = "edge-runtime-brain/1"
 OPSET = 17
 OUTPUTS = ("actions", "loss", "lr", "thought")
 
@@ -83,10 +82,6 @@ class _Frozen(nn.Module):
             out = torch.cat([p[:, :a], loss, lr, p[:, a:]], 1)
         r = b.split(out)
         return tuple(r[k] for k in OUTPUTS)
-
-
-def config_sha256(spec: dict, model_cfg: dict) -> str:
-    return hashlib.sha256(json.dumps({"spec": spec, "model": model_cfg}, sort_keys=True).encode()).hexdigest()
 
 
 def export(policy_path: str | Path, out: str | Path) -> dict:

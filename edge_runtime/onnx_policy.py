@@ -10,6 +10,7 @@ argmax, so greedy actions are the torch brain's own.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from .acting import body_vector, eyes_at
 from .evaluate import Policy, PolicyError
 
 FORMAT = "edge-runtime-brain/1"  # what edge_runtime/export_onnx.py writes
+
+
+def config_sha256(spec: dict, model_cfg: dict) -> str:
+    """The hash a brain is matched by: its body spec and model config (ONNX metadata `config_sha256`)."""
+    return hashlib.sha256(json.dumps({"spec": spec, "model": model_cfg}, sort_keys=True).encode()).hexdigest()
 
 
 class OnnxPolicy(Policy):
@@ -40,6 +46,8 @@ class OnnxPolicy(Policy):
                               f"expected {FORMAT!r}): export it with `edge-runtime export`")
         self.meta = meta
         made_for = json.loads(meta["body_spec"])
+        if config_sha256(made_for, json.loads(meta["model_config"])) != meta.get("config_sha256"):
+            raise PolicyError(f"{path}: its metadata does not match its config_sha256 (edited or damaged): export again")
         if made_for.get("action_heads") != dict(spec.action_heads) or list(made_for["eye_shape"]) != list(spec.eye_shape) \
                 or made_for.get("touch_channels") != spec.touch_channels:
             raise PolicyError(f"{path}: made for body {made_for}, not {spec.to_dict()}")

@@ -78,6 +78,15 @@ def test_a_brain_for_another_body_or_a_bad_file_is_refused(brain, tmp_path):
     other = Arena(ArenaConfig(n_touch=4)).spec
     with pytest.raises(PolicyError, match="made for body"):
         make_policy(str(onnx_path), other)
+    import onnx
+
+    m = onnx.load(str(onnx_path))
+    for prop in m.metadata_props:
+        if prop.key == "body_spec":  # an edit that would let the brain pass for another body's
+            prop.value = prop.value.replace('"touch_channels": 8', '"touch_channels": 4')
+    onnx.save(m, str(tmp_path / "edited.onnx"))
+    with pytest.raises(PolicyError, match="does not match its config_sha256"):
+        make_policy(str(tmp_path / "edited.onnx"), other)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00not onnx" * 10)
     with pytest.raises(PolicyError, match="not a loadable ONNX model"):
