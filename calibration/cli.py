@@ -78,25 +78,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _link(cfg_path: str):
-    """A started McuLink to the config's board (an in-process virtual board for port = "virtual")."""
+    """A started McuLink to the config's board, and the in-process virtual board behind it for port = "virtual"."""
     from edge_runtime.config import Config
-    from hardware.mcu_link import McuLink
-    from hardware.virtual_mcu import VirtualMCU, VirtualMcuConfig
+    from hardware.robot import connect_mcu
 
-    mcu = Config.load(cfg_path).section("mcu")
-    vmcu, port = None, mcu.port
-    if port == "virtual":
-        vmcu = VirtualMCU(mcu.virtual or VirtualMcuConfig())
-        port = vmcu.start()
-    link = McuLink(port, mcu.baud, silent_s=mcu.silent_s, heartbeat_s=mcu.heartbeat_s)
-    try:
-        link.start(wait_s=mcu.connect_timeout_s)
-    except BaseException:
-        link.close()
-        if vmcu:
-            vmcu.close()
-        raise
-    return link, vmcu
+    return connect_mcu(Config.load(cfg_path).section("mcu"))
 
 
 def _sensors(args) -> int:

@@ -35,12 +35,12 @@ def add_bench_parsers(sub) -> None:
     bk.add_argument("--steps", type=int, default=100_000, help="decisions to run")
     bk.add_argument("--every", type=int, default=10_000, help="sample RSS every N decisions")
     bk.add_argument("--json", action="store_true")
-    bl = bsub.add_parser("all", help="the README's figures table: runs each figure's own command, prints the table")
-    bl.add_argument("--soak-steps", type=int, default=None, help="decisions for the soak row (default: its "
+    bw = bsub.add_parser("all", help="the README's figures table: runs each figure's own command, prints the table")
+    bw.add_argument("--soak-steps", type=int, default=None, help="decisions for the soak row (default: its "
                     "command's 100000; fewer for a quick look, and the table then shows the command that ran)")
-    bl.add_argument("--write-readme", metavar="README.md", default=None,
+    bw.add_argument("--write-readme", metavar="README.md", default=None,
                     help="put the table between the '<!-- bench all: begin/end -->' markers of this file")
-    bl.add_argument("--json", action="store_true")
+    bw.add_argument("--json", action="store_true")
     bv = bsub.add_parser("survival", help="learn per seed, then frozen evaluation against random and stationary")
     _add_common(bv)
     bv.add_argument("--body", default="arena", help="body to learn and evaluate in: arena (default) | godot | "

@@ -39,48 +39,17 @@ OUTPUTS = ("actions", "loss", "lr", "thought")
 
 
 class _Frozen(nn.Module):
-    """The brain with its senses' scaling and frozen eye statistics in front, regions split behind."""
+    """The brain with the learner's eye scaling in front (uint8 eyes in) and its regions split behind. The brain's
+    own forward runs unchanged: its eye statistics are buffers, so they go into the graph as constants."""
 
     def __init__(self, brain: Brain):
         super().__init__()
         self.brain = brain
-        n = brain.eye_norm
-        self.norm = n is not None
-        if self.norm:
-            # the statistics as the brain's EyeNorm computes them (count >= 2: a brain that has learned)
-            with torch.no_grad():
-                if float(n.count) < 2:
-                    std = torch.ones_like(n.mean)
-                    self.clip = float("inf")
-                else:
-                    std = (n.m2 / (n.count - 1)).sqrt().clamp_min(n.MIN_STD)
-                    self.clip = n.CLIP
-            self.register_buffer("mean", n.mean.detach().clone())
-            self.register_buffer("std", std)
-        self.scale = 2.0 / 255.0
 
     def forward(self, left, right, body, thought):
         x = torch.cat([left, right], 3).to(torch.float32)  # [1, H, W, 6], left RGB then right RGB
-        x = x.permute(0, 3, 1, 2) * self.scale - 1.0
-        if self.norm:
-            x = (x - self.mean) / self.std
-            if self.clip != float("inf"):
-                x = x.clamp(-self.clip, self.clip)
-        b = self.brain
-        # the brain's forward without its own EyeNorm (applied above, frozen)
-        if not b.cfg.thought_feedback:
-            thought = torch.zeros_like(thought)
-        if b.towers == "shared":
-            out = b.policy(x, body, thought)
-        else:
-            h = b.policy.hidden(x, body, thought)
-            hd = b.discomfort.hidden(x, body, thought)
-            loss = b.discomfort.out(hd)
-            p = b.policy.out(torch.cat([h, hd], 1) if b.cfg.actor_reads_critic else h)
-            lr = b.lr_head(h)
-            a = b.regions.actions
-            out = torch.cat([p[:, :a], loss, lr, p[:, a:]], 1)
-        r = b.split(out)
+        x = x.permute(0, 3, 1, 2) * (2.0 / 255.0) - 1.0  # as edge_runtime/senses.py scales them
+        r = self.brain.split(self.brain(x, body, thought))
         return tuple(r[k] for k in OUTPUTS)
 
 
@@ -108,7 +77,8 @@ def export(policy_path: str | Path, out: str | Path) -> dict:
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
-        # the tracer's notes about Python branches on shapes: the shapes are fixed (batch 1, one body)
+        # the tracer's notes about Python branches (shapes, the eye statistics' count): both are fixed in a
+        # frozen brain (batch 1, one body, no more observing)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(frozen, args, str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=["left", "right", "body", "thought_in"], output_names=list(OUTPUTS))

@@ -58,6 +58,7 @@ class OnnxPolicy(Policy):
         self.touch = spec.touch_channels
 
     def _session(self, threads: int):
+        self._threads = threads
         so = self._ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -67,7 +68,8 @@ class OnnxPolicy(Policy):
             raise PolicyError(f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
 
     def prepare(self, cfg):
-        self.session = self._session(cfg.runtime.threads)
+        if cfg.runtime.threads != self._threads:  # ONNX Runtime takes its thread count when a session is made
+            self.session = self._session(cfg.runtime.threads)
 
     def start_life(self, body, seed):
         self.rng = np.random.default_rng(seed + 104729)

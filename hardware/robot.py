@@ -137,6 +137,25 @@ def robot_configs(cfg) -> tuple[RobotConfig, CameraConfig, McuConfig]:
     return cfg.section("robot"), cfg.section("camera"), cfg.section("mcu")
 
 
+def connect_mcu(mcu: McuConfig) -> tuple[McuLink, VirtualMCU | None]:
+    """A started link to the configured board; for port = "virtual", an in-process virtual board behind it (also
+    returned, to close). On a failure nothing is left running."""
+    vmcu, port = None, mcu.port
+    if port == "virtual":
+        vmcu = VirtualMCU(mcu.virtual or VirtualMcuConfig())
+        port = vmcu.start()
+        log.info("virtual MCU on %s", port)
+    link = McuLink(port, mcu.baud, silent_s=mcu.silent_s, heartbeat_s=mcu.heartbeat_s)
+    try:
+        link.start(wait_s=mcu.connect_timeout_s)
+    except BaseException:
+        link.close()
+        if vmcu is not None:
+            vmcu.close()
+        raise
+    return link, vmcu
+
+
 class RobotBody(Body, MotorControl, Revivable):
     def __init__(self, robot: RobotConfig, camera: CameraConfig | StereoCamera, mcu: McuConfig):
         self.cfg = robot
@@ -150,13 +169,8 @@ class RobotBody(Body, MotorControl, Revivable):
         self.counts = {"deaths": 0, "bumps": 0, "revived": 0, "link_down_steps": 0, "battery_deaths": 0,
                        "tilt_deaths": 0, "injury_deaths": 0, "old_report_steps": 0}
         try:
-            port = mcu.port
-            if port == "virtual":
-                self.vmcu = VirtualMCU(mcu.virtual or VirtualMcuConfig())
-                port = self.vmcu.start()
-                log.info("virtual MCU on %s", port)
-            self.link = McuLink(port, mcu.baud, silent_s=mcu.silent_s, heartbeat_s=mcu.heartbeat_s)
-            self.link.start(wait_s=mcu.connect_timeout_s)
+            self.link, self.vmcu = connect_mcu(mcu)
+            port = self.link.port
             n_touch = self.link.hello.n_touch
             if mcu.touch >= 0 and mcu.touch != n_touch:
                 raise ConfigError(f"mcu.touch: config says {mcu.touch} touch channels, the MCU on {port} reports {n_touch}")

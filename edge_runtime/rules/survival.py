@@ -216,12 +216,12 @@ class Survival(Rule):
     def _block_steps(self, z, blocks, kappa: float, db: float, ranges=None) -> list[float] | None:
         """ObGD step size per parameter: alpha / max(alpha * kappa * max(|delta|, 1) * ||z_block||_1, 1)."""
         c = self.cfg
-        # ||z_block||_1 = the parameters' L1 norms added one after another in float64 (a cumulative sum is that
-        # sum, in one call instead of one Python float() per parameter)
-        norms = torch.stack(torch._foreach_norm(z, 1)).double()
+        # ||z_block||_1: the parameters' L1 norms, read out in one call (not one float() per parameter) and added
+        # one after another in Python floats
+        norms = torch.stack(torch._foreach_norm(z, 1)).tolist()
         l1 = [0.0] * (max(blocks) + 1)
         for lo, hi in ranges or self._ranges(blocks):
-            l1[blocks[lo]] = float(torch.cumsum(norms[lo:hi], 0)[-1])
+            l1[blocks[lo]] = sum(norms[lo:hi])
         if not self.finite(*l1):
             return None
         a = [c.alpha / max(c.alpha * kappa * db * x, 1.0) for x in l1]
@@ -244,7 +244,7 @@ class Survival(Rule):
     def _add_by_block(params, z, ranges, steps: list[float], scale: float, delta: float = 1.0):
         """params[i] += scale * steps[i] * delta * z[i]; the step is the same within a block."""
         with torch.no_grad():
-            for lo, hi in ranges or self._ranges(blocks):
+            for lo, hi in ranges:
                 torch._foreach_add_(params[lo:hi], z[lo:hi], alpha=scale * steps[lo] * delta)
 
     def _bounded_step(self, delta: float, lr_scale: float) -> tuple[float, float] | None:
