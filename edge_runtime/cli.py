@@ -52,6 +52,14 @@ def build_parser() -> Parser:
     r.add_argument("--greedy", action="store_true", help="with --policy: argmax actions instead of sampling")
     r.add_argument("--console", default=None, metavar="DEVICE|stdio",
                    help="serve the debug console on a serial device (/dev/ttyGS0, a pty...) or on stdin/stdout")
+    r.add_argument("--view", nargs="?", const="127.0.0.1:8765", default=None, metavar="[HOST:]PORT",
+                   help="serve the live view (eyes, body, intentions, lives) as a web page; alone: 127.0.0.1:8765 "
+                        "(this machine only); a host other than loopback needs --view-token")
+    r.add_argument("--view-token", default=None, metavar="TOKEN",
+                   help="the secret the page is opened with (http://HOST:PORT/?token=TOKEN); required off loopback")
+    r.add_argument("--record", default=None, metavar="FILE.rrd",
+                   help="record eyes, body and output regions of every decision for the rerun viewer "
+                        "(pip install -e '.[record]')")
 
     e = sub.add_parser("eval", help="frozen evaluation of a policy over N lives")
     _add_common(e)
@@ -68,6 +76,14 @@ def build_parser() -> Parser:
     x.add_argument("src", metavar="RUN_DIR|WEIGHTS", help="a run directory, weights.pt or a checkpoint file")
     x.add_argument("--out", required=True, metavar="brain.onnx")
     x.add_argument("--json", action="store_true")
+
+    rp = sub.add_parser("report", help="one self-contained HTML report (and its plots as PNGs) of a run or bench "
+                        "directory")
+    rp.add_argument("src", metavar="RUN_DIR|BENCH_DIR", help="a run directory (metrics.jsonl, lives.jsonl) or the "
+                    "--out directory of bench survival / bench adapt (results.json)")
+    rp.add_argument("--out", default=None, metavar="report.html", help="where to write it (default: SRC/report.html); "
+                    "the PNGs go beside it as <name>-<plot>.png")
+    rp.add_argument("--json", action="store_true")
 
     add_bench_parsers(sub)
 
@@ -119,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.cmd == "export":
             return cmd_export(args)
+        if args.cmd == "report":
+            return cmd_report(args)
         if args.cmd == "bench":
             if args.what is None:
                 raise UsageError("bench needs one of: " + ", ".join(BENCH_COMMANDS))
@@ -155,6 +173,8 @@ def cmd_checkpoints_verify(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.view_token is not None and args.view is None:
+        raise UsageError("--view-token goes with --view [HOST:]PORT")
     if not args.sim and not args.config and not args.resume and not args.body:
         raise UsageError("run needs --sim (built-in arena), --body NAME or --config FILE.toml")
     if args.godot_project and args.body != "godot":
@@ -198,13 +218,15 @@ def cmd_run(args) -> int:
             hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="yes" if args.resume else ("auto" if args.cont else "no"), seed=args.seed)
         except CheckpointError as e:
             raise UsageError(str(e)) from None
-        hooks += service_hooks(args, cfg)
+        hooks += service_hooks(args, cfg, cfg.model.input_hw)
         runner = Runner(cfg, body, seed=seed, run_dir=run_dir, progress=not args.no_progress and args.console != "stdio",
                         hooks=hooks)
         log.info("%s: rule %s, %d parameters, run dir %s", body.spec.name, runner.rule.name,
                  sum(p.numel() for p in runner.rule.brain.parameters()), run_dir)
         summary = runner.run(args.steps)
     print(dumps(summary))
+    if args.sim:
+        _sim_report(run_dir)
     return 0
 
 
@@ -233,19 +255,38 @@ def _run_acting(args, cfg) -> int:
         pol.prepare(cfg)
         runner = Runner(cfg, body, seed=args.seed, run_dir=run_dir, rule=OnnxActor(pol, args.seed),
                         encoder=sense_as_is, progress=not args.no_progress and args.console != "stdio",
-                        hooks=service_hooks(args, cfg))
+                        hooks=service_hooks(args, cfg, pol.hw))
         log.info("%s: acting with %s (ONNX Runtime, no learning), run dir %s", body.spec.name, args.policy, run_dir)
         summary = runner.run(args.steps)
     print(dumps(summary))
+    if args.sim:
+        _sim_report(run_dir)
     return 0
 
 
-def service_hooks(args, cfg) -> list:
-    """The debug console (--console) and, under systemd ($NOTIFY_SOCKET), the notify/watchdog hook."""
+def service_hooks(args, cfg, eyes_hw) -> list:
+    """The debug console (--console), the live view (--view), the recording (--record) and, under systemd
+    ($NOTIFY_SOCKET), the notify/watchdog hook. `eyes_hw`: the size the brain sees its eyes at."""
     from .console import ConsoleHook
     from .service import ServiceHook
 
     hooks = []
+    if args.view is not None:
+        from .view import ViewHook, ViewServer, parse_view_address
+        from .view.server import ViewError
+
+        try:
+            host, port = parse_view_address(args.view)
+            hooks.append(ViewHook(ViewServer(host, port, token=args.view_token), eyes_hw))
+        except ViewError as e:
+            raise UsageError(str(e)) from None
+    if args.record:
+        from .record import RecordError, RecordHook
+
+        try:
+            hooks.append(RecordHook(args.record, eyes_hw))
+        except RecordError as e:
+            raise UsageError(str(e)) from None
     if args.console:
         try:
             hooks.append(ConsoleHook.from_config(args.console, cfg))
@@ -310,6 +351,29 @@ def cmd_export(args) -> int:
     print(dumps(res) if args.json else f"{res['out']}: {res['bytes']} bytes, {res['params']} parameters, opset "
           f"{res['opset']}; inputs {', '.join(res['inputs'])}; outputs {', '.join(res['outputs'])}")
     return 0
+
+
+def cmd_report(args) -> int:
+    from .report import ReportError, report
+
+    try:
+        res = report(args.src, args.out)
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    print(dumps(res) if args.json else f"report: {res['html']} ({len(res['pngs'])} plots as PNGs beside it)")
+    return 0
+
+
+def _sim_report(run_dir) -> None:
+    """The end of a --sim run: its report, and where it is (a missing matplotlib is said, not hidden)."""
+    from .report import ReportError, report
+
+    try:
+        res = report(run_dir)
+    except ReportError as e:
+        print(f"no report written: {e}", file=sys.stderr)
+        return
+    print(f"report: {res['html']}", file=sys.stderr)
 
 
 def cmd_eval(args) -> int:

@@ -75,6 +75,13 @@ def add_bench_parsers(sub) -> None:
     bc.add_argument("--steps", type=int, default=400, help="decisions per measurement")
     bc.add_argument("--repeats", type=int, default=3, help="measurements per mode (alternated)")
     bc.add_argument("--json", action="store_true")
+    bw2 = bsub.add_parser("view", help="what the live view (and --record) cost the learning loop: steps/s with and "
+                          "without a page watching, in alternated pairs")
+    _add_common(bw2)
+    bw2.add_argument("--steps", type=int, default=600, help="decisions per measurement")
+    bw2.add_argument("--repeats", type=int, default=3, help="measurements per mode (alternated)")
+    bw2.add_argument("--clients", type=int, default=1, help="pages reading the event stream, each its own process")
+    bw2.add_argument("--json", action="store_true")
     bg = bsub.add_parser("godot", help="Godot world steps/s and bytes per step, hex vs binary frames")
     _add_common(bg)
     bg.add_argument("--steps", type=int, default=300)
@@ -120,6 +127,14 @@ def cmd_bench_console(args) -> int:
     from .console.bench import bench_console
 
     return _print_figures(bench_console(load_config(args), args.steps, args.repeats, args.seed), args.json)
+
+
+def cmd_bench_view(args) -> int:
+    for name in ("--steps", "--repeats", "--clients"):
+        _positive(name, getattr(args, name[2:]))
+    from .view.bench import bench_view
+
+    return _print_figures(bench_view(load_config(args), args.steps, args.repeats, args.seed, args.clients), args.json)
 
 
 def _print_figures(res: dict, as_json: bool) -> int:
@@ -241,6 +256,6 @@ def cmd_bench_survival(args) -> int:
 
 BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "loop": cmd_bench_loop, "soak": cmd_bench_soak,
                   "all": cmd_bench_all, "survival": cmd_bench_survival,
-                  "adapt": cmd_bench_adapt, "console": cmd_bench_console, "godot": cmd_bench_godot,
+                  "adapt": cmd_bench_adapt, "console": cmd_bench_console, "view": cmd_bench_view, "godot": cmd_bench_godot,
                   "rectify": cmd_bench_rectify,
                   "bad-day": cmd_bench_bad_day}

@@ -51,7 +51,9 @@ class OnnxPolicy(Policy):
         if made_for.get("action_heads") != dict(spec.action_heads) or list(made_for["eye_shape"]) != list(spec.eye_shape) \
                 or made_for.get("touch_channels") != spec.touch_channels:
             raise PolicyError(f"{path}: made for body {made_for}, not {spec.to_dict()}")
+        self.head_names = [name for name, _ in json.loads(meta["action_heads"])]
         self.heads = [n for _, n in json.loads(meta["action_heads"])]
+        self.last_out: dict[str, np.ndarray] | None = None  # the last decision's outputs (OnnxActor.regions_now)
         shape = {i.name: i.shape for i in self.session.get_inputs()}
         self.hw = tuple(shape["left"][1:3])
         self.thought_size = int(shape["thought_in"][1])
@@ -85,6 +87,7 @@ class OnnxPolicy(Policy):
 
     def __call__(self, sense):
         out = self.forward(sense)
+        self.last_out = out
         self.thought = np.tanh(out["thought"]).astype(np.float32)
         logits = out["actions"][0]
         action, i = [], 0
@@ -118,6 +121,20 @@ class OnnxActor:
     def act_frozen(self, sense, _unused=None):
         self.steps += 1
         return self.policy(sense)
+
+    def regions_now(self) -> dict | None:
+        """As Rule.regions_now: each head's probabilities, the loss and LR regions, the thought as fed back."""
+        out = self.policy.last_out
+        if out is None:
+            return None
+        heads, i = {}, 0
+        for name, n in zip(self.policy.head_names, self.policy.heads):
+            z = out["actions"][0, i:i + n].astype(np.float64)
+            i += n
+            p = np.exp(z - z.max())
+            heads[name] = (p / p.sum()).tolist()
+        return {"heads": heads, "loss": out["loss"][0].tolist(), "lr": out["lr"][0].tolist(),
+                "thought": np.tanh(out["thought"][0]).tolist()}
 
     def new_life(self):
         self.lives += 1

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from ..config import ConsoleConfig
 from .loop import ConsoleHook
@@ -36,9 +35,7 @@ def bench_console(cfg, steps: int = 400, repeats: int = 3, seed: int = 0) -> dic
     machine disturb less than the wall-clock rate."""
     import subprocess
 
-    from ..bodies import kind
-
-    from ..runtime import Runner
+    from ..runtime import timed_arena_run
 
     rates: dict[str, list[float]] = {"off": [], "busy": []}
     cpu_ms: dict[str, list[float]] = {"off": [], "busy": []}
@@ -54,11 +51,8 @@ def bench_console(cfg, steps: int = 400, repeats: int = 3, seed: int = 0) -> dic
                 hooks.append(hook)
                 proc = subprocess.Popen([sys.executable, "-c", FLOOD_CLIENT, str(master)], pass_fds=(master,))
             try:
-                with kind("arena").make(cfg, "") as body:
-                    runner = Runner(cfg, body, seed=seed, progress=False, hooks=hooks)
-                    c0 = time.thread_time()
-                    s = runner.run(steps)
-                    cpu_ms[mode].append(round((time.thread_time() - c0) / steps * 1e3, 3))
+                s, ms, _ = timed_arena_run(cfg, steps, seed, hooks)
+                cpu_ms[mode].append(ms)
                 rates[mode].append(s["steps_per_s"])
                 if hook is not None:
                     answered.append(hook.console.commands / s["wall_s"])

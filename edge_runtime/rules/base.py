@@ -41,6 +41,7 @@ class Rule:
         self.deaths = 0
         self._cur = None
         self._pending_fault = None
+        self._shown = None  # the last decision's output, detached (regions_now reads it; nothing else does)
 
     # ------------------------------------------------------------ acting
     def _policy(self, out: torch.Tensor):
@@ -87,6 +88,7 @@ class Rule:
             if bad is not None:
                 self._pending_fault = None  # frozen: nothing to roll back, just do not crash
                 return bad
+            self._shown = out
             r, logits = self._policy(out)
             self.thought = torch.tanh(r["thought"])
             return self._sample(logits, greedy)
@@ -98,12 +100,26 @@ class Rule:
         bad = self._guard_output(out)
         if bad is not None:
             return bad
+        self._shown = out.detach()
         r, logits = self._policy(out)
         action = self._sample(logits, greedy=False)
         self._cur = (r, logits, action)
         self.remember(eyes, body, self.thought, action)
         self.thought = torch.tanh(r["thought"]).detach()
         return action
+
+    def regions_now(self) -> dict | None:
+        """What the last decision's output said, as plain lists (the live view and recordings read it, at their
+        own pace): each action head's probabilities, the loss and learning-rate regions as output, and the thought
+        as fed back (tanh). None before the first decision."""
+        if self._shown is None:
+            return None
+        with torch.no_grad():
+            r = self.brain.split(self._shown)
+            probs = [F.softmax(z, 1)[0].tolist() for z in self.brain.head_logits(r["actions"])]
+            return {"heads": {name: p for (name, _), p in zip(self.brain.regions.heads, probs)},
+                    "loss": r["loss"][0].tolist(), "lr": r["lr"][0].tolist(),
+                    "thought": torch.tanh(r["thought"][0]).tolist()}
 
     def remember(self, eyes, body, thought, action):
         """What a rule keeps of this step's input for its death update (nothing by default)."""
