@@ -173,8 +173,6 @@ def cmd_checkpoints_verify(args) -> int:
 
 
 def cmd_run(args) -> int:
-    if args.view_token is not None and args.view is None:
-        raise UsageError("--view-token goes with --view [HOST:]PORT")
     if not args.sim and not args.config and not args.resume and not args.body:
         raise UsageError("run needs --sim (built-in arena), --body NAME or --config FILE.toml")
     if args.godot_project and args.body != "godot":
@@ -271,13 +269,25 @@ def service_hooks(args, cfg, eyes_hw) -> list:
     from .service import ServiceHook
 
     hooks = []
-    if args.view is not None:
+    vc = cfg.section("view")
+    if args.view_token is not None and args.view is None and not vc.listen:
+        raise UsageError("--view-token goes with --view [HOST:]PORT (or a [view] listen address in the config)")
+    if args.view is not None or vc.listen:
         from .view import ViewHook, ViewServer, parse_view_address
         from .view.server import ViewError
 
+        token = args.view_token
+        if token is None and vc.token_file:
+            try:
+                token = Path(vc.token_file).read_text().splitlines()[0].strip()
+            except (OSError, IndexError) as e:
+                raise ConfigError(f"view.token_file: cannot read a token from {vc.token_file} "
+                                  f"({getattr(e, 'strerror', None) or 'empty file'})") from None
         try:
-            host, port = parse_view_address(args.view)
-            hooks.append(ViewHook(ViewServer(host, port, token=args.view_token), eyes_hw))
+            host, port = parse_view_address(args.view if args.view is not None else vc.listen)
+            server = ViewServer(host, port, token=token or None, max_clients=vc.max_clients,
+                                send_timeout_s=vc.send_timeout_s)
+            hooks.append(ViewHook(server, eyes_hw, hz=vc.hz))
         except ViewError as e:
             raise UsageError(str(e)) from None
     if args.record:
@@ -371,9 +381,9 @@ def _sim_report(run_dir) -> None:
     try:
         res = report(run_dir)
     except ReportError as e:
-        print(f"no report written: {e}", file=sys.stderr)
+        log.warning("no report written: %s", e)
         return
-    print(f"report: {res['html']}", file=sys.stderr)
+    log.info("report: %s", res["html"])  # (the log, not print: under systemd each stderr line carries a priority)
 
 
 def cmd_eval(args) -> int:

@@ -82,6 +82,24 @@ def add_bench_parsers(sub) -> None:
     bw2.add_argument("--repeats", type=int, default=3, help="measurements per mode (alternated)")
     bw2.add_argument("--clients", type=int, default=1, help="pages reading the event stream, each its own process")
     bw2.add_argument("--json", action="store_true")
+    bp = bsub.add_parser("peer", help="a peer beside our rule: stable-baselines3 PPO with a +1-per-step-alive "
+                         "reward, same worlds, same body steps, same frozen harness (pip install -e '.[peers]')")
+    _add_common(bp)
+    bp.add_argument("--peer", choices=("ppo",), default="ppo")
+    bp.add_argument("--seeds", default="1,2,3")
+    bp.add_argument("--steps", type=int, default=50_000, help="our decisions; PPO then gets the body steps ours lived "
+                    "(ignored with --body-steps)")
+    bp.add_argument("--body-steps", type=int, default=None, help="body steps for both learners")
+    bp.add_argument("--lives", type=int, default=30)
+    bp.add_argument("--cap", type=int, default=None)
+    bp.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1))
+    bp.add_argument("--out", default=None, help="directory for both learners' runs and the results JSON")
+    bp.add_argument("--ppo-n-steps", type=int, default=None, help="PPO's rollout length (SB3 default 2048)")
+    bp.add_argument("--ppo-lr", type=float, default=None, help="PPO's learning rate (SB3 default 3e-4)")
+    bp.add_argument("--ppo-ent-coef", type=float, default=None, help="PPO's entropy coefficient (SB3 default 0.0)")
+    bp.add_argument("--only-peer", action="store_true", help="train and evaluate PPO alone (the settings search; "
+                    "needs --body-steps)")
+    bp.add_argument("--json", action="store_true")
     bg = bsub.add_parser("godot", help="Godot world steps/s and bytes per step, hex vs binary frames")
     _add_common(bg)
     bg.add_argument("--steps", type=int, default=300)
@@ -127,6 +145,22 @@ def cmd_bench_console(args) -> int:
     from .console.bench import bench_console
 
     return _print_figures(bench_console(load_config(args), args.steps, args.repeats, args.seed), args.json)
+
+
+def cmd_bench_peer(args) -> int:
+    for name in ("--steps", "--body-steps", "--lives", "--cap", "--jobs", "--ppo-n-steps"):
+        _positive(name, getattr(args, name[2:].replace("-", "_")))
+    if args.ppo_lr is not None and not args.ppo_lr > 0:
+        raise UsageError(f"--ppo-lr must be > 0, got {args.ppo_lr}")
+    if args.ppo_ent_coef is not None and args.ppo_ent_coef < 0:
+        raise UsageError(f"--ppo-ent-coef must be >= 0, got {args.ppo_ent_coef}")
+    args.seed_list = _seeds(args.seeds)
+    try:
+        res = command("bench-peer")(load_config(args), args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(dumps(res) if args.json else "")
+    return 0
 
 
 def cmd_bench_view(args) -> int:
@@ -256,6 +290,6 @@ def cmd_bench_survival(args) -> int:
 
 BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "loop": cmd_bench_loop, "soak": cmd_bench_soak,
                   "all": cmd_bench_all, "survival": cmd_bench_survival,
-                  "adapt": cmd_bench_adapt, "console": cmd_bench_console, "view": cmd_bench_view, "godot": cmd_bench_godot,
+                  "adapt": cmd_bench_adapt, "console": cmd_bench_console, "view": cmd_bench_view, "peer": cmd_bench_peer, "godot": cmd_bench_godot,
                   "rectify": cmd_bench_rectify,
                   "bad-day": cmd_bench_bad_day}

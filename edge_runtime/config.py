@@ -161,6 +161,26 @@ class ConsoleConfig:
 
 
 @dataclass
+class ViewConfig:
+    """[view]: the live view (docs/view.md). `run --view` / `--view-token` override `listen` / `token_file`."""
+
+    listen: str = ""  # "" = off; "[HOST:]PORT" as --view (a robot's service turns the view on here)
+    token_file: str = ""  # a file whose first line is the token: required for a listen address off loopback
+    hz: float = 10.0  # frames per second at most, while a page is open
+    max_clients: int = 4  # event streams at once
+    send_timeout_s: float = 2.0  # a page that cannot take a frame this long is dropped
+
+    def __post_init__(self):
+        check(0 < self.hz <= 60, "view.hz", f"must be in (0, 60], got {self.hz}")
+        check(self.max_clients >= 1, "view.max_clients", f"must be >= 1, got {self.max_clients}")
+        check(self.send_timeout_s > 0, "view.send_timeout_s", f"must be > 0, got {self.send_timeout_s}")
+        if self.listen:
+            host, sep, port = self.listen.rpartition(":")
+            check(port.isdigit() and 0 <= int(port) <= 65535, "view.listen",
+                  f"expected \"[HOST:]PORT\" (e.g. \"0.0.0.0:8765\"), got {self.listen!r}")
+
+
+@dataclass
 class CheckpointConfig:
     """The `[checkpoint]` section."""
 
@@ -183,7 +203,8 @@ class CheckpointConfig:
 # The sections of the brain itself, typed on Config as attributes.
 CORE_SECTIONS = {"model": ModelConfig, "rule": RuleConfig, "runtime": RuntimeConfig}
 # The runtime's other sections; a body kind declares its own (BodyKind.section, BodyKind.config_sections).
-RUNTIME_SECTIONS = {"service": ServiceConfig, "console": ConsoleConfig, "checkpoint": CheckpointConfig}
+RUNTIME_SECTIONS = {"service": ServiceConfig, "console": ConsoleConfig, "checkpoint": CheckpointConfig,
+                    "view": ViewConfig}
 
 
 def _is_dataclass_type(typ) -> bool:

@@ -12,6 +12,12 @@ from gymnasium import spaces
 from .arena import Arena, ArenaConfig
 
 
+def sense_obs(s) -> dict:
+    """A Sense as an EdgeArena-v0 observation (what a policy trained on the env reads, in any harness)."""
+    return {"left": s.left, "right": s.right, "touch": s.touch.astype(np.float32),
+            "body": np.array([s.hp, s.energy], np.float32)}
+
+
 class EdgeArenaEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     action_names = ("drive", "turn")  # the heads of the arena's robot, by name (GymBody reads them)
@@ -32,8 +38,7 @@ class EdgeArenaEnv(gym.Env):
 
     def _obs(self, s):
         self._last = s
-        return {"left": s.left, "right": s.right, "touch": s.touch.astype(np.float32),
-                "body": np.array([s.hp, s.energy], np.float32)}
+        return sense_obs(s)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -96,7 +96,7 @@ def test_the_examples_load(name):
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SECTION_DOCS = {"model": "config.md", "rule": "config.md", "runtime": "config.md", "arena": "config.md",
-                "checkpoint": "checkpoints.md", "service": "service.md", "console": "console.md",
+                "checkpoint": "checkpoints.md", "service": "service.md", "console": "console.md", "view": "view.md",
                 "robot": "hardware.md", "camera": "hardware.md", "mcu": "hardware.md", "godot": "godot.md",
                 "gym": "godot.md"}
 

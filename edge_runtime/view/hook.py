@@ -29,7 +29,7 @@ class ViewHook(Hook):
 
     def on_start(self, runner):
         self.server.start()
-        log.info("live view: %s", self.server.url)
+        log.info("live view: %s%s", self.server.url, " (open it with ?token=..., the view's token)" if self.server.token else "")
 
     def on_step(self, runner, sense, metrics):
         if self.server.clients == 0:  # nobody is watching: nothing to do, not even the clock

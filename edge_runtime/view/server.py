@@ -50,7 +50,7 @@ class ViewServer:
                  max_clients: int = 4, send_timeout_s: float = 2.0, sndbuf: int = 65536):
         if not is_loopback(host) and not token:
             raise ViewError(f"--view {host}:{port} is reachable from other machines: give a --view-token "
-                            "(the page is then opened as http://HOST:PORT/?token=...)")
+                            "or [view] token_file (the page is then opened as http://HOST:PORT/?token=...)")
         self.token = token
         self.max_clients = max_clients
         self.send_timeout_s = send_timeout_s
@@ -75,7 +75,7 @@ class ViewServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        return f"http://{host}:{self.port}/"  # (never with the token: URLs end up in logs)
 
     def start(self) -> "ViewServer":
         """Serve (idempotent: a benchmark or test may start it before the run's hook does)."""
