@@ -59,3 +59,30 @@ def test_only_peer_needs_a_budget(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "bench", "peer", "--only-peer", "--seeds", "1",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--body-steps" in r.stderr
+
+
+def test_a_peer_bench_dir_has_a_report(tmp_path):
+    """(edge-runtime report reads bench peer's results.json like the other benches', learning figures included)"""
+    from edge_runtime.report import report
+
+    res = {"peer": "ppo", "body": "arena", "seeds": [1], "steps": None, "body_steps": 300, "lives": 2, "cap": 200,
+           "baselines": ["random"], "wall_s": 1.0,
+           "verdict": {"seeds_ours_at_least_ppo": 1, "seeds_meeting_goal": 0, "seeds": 1, "per_seed": {}},
+           "records": [{"seed": 1, "policy": p, "label": p, "mode": "sample", "median_lifespan": m, "p25": m, "p75": m,
+                        "censored": 0, "lives": 2, "deaths_per_10k": 1.0, "lifespans": [m, m], "learn_peak_rss_mb": rss,
+                        "params": 1000} for p, m, rss in (("survival", 300, 280.0), ("ppo", 200, 400.0))]}
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    out = report(tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert out["kind"] == "bench-peer" and "learning peak RSS MB" in html and "ours &gt;= PPO" in html
+
+
+def test_the_learning_path_never_imports_the_peer():
+    """PPO and its reward live in the benchmark: a learning run imports neither stable-baselines3 nor the peer."""
+    code = ("import sys, torch; from edge_runtime.config import Config; from edge_runtime.runtime import Runner; "
+            "from edge_runtime.bodies import make_body\n"
+            "with make_body(Config(), 'arena') as b: Runner(Config(), b, progress=False).run(3)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('stable_baselines3', 'sim_bridge.peer_bench'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"

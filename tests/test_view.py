@@ -198,3 +198,11 @@ def test_the_config_turns_the_view_on_with_a_token_file(tmp_path):
                         "--set", 'view.listen="0.0.0.0:0"', "--set", f'view.token_file="{tmp_path / "missing"}"'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "view.token_file" in r.stderr, r.stderr
+
+
+def test_a_view_never_started_closes_at_once():
+    server = ViewServer("127.0.0.1", 0)
+    t = time.perf_counter()
+    server.close()
+    server.close()  # idempotent
+    assert time.perf_counter() - t < 1.0

@@ -41,21 +41,25 @@ def _slug(s: str) -> str:
 def bench_report(bench_dir: Path, res: dict, out: Path) -> dict:
     recs = res["records"]
     adapt = "change" in res
-    what = f"bench adapt ({res['change']})" if adapt else "bench survival"
+    what = f"bench adapt ({res['change']})" if adapt else ("bench peer (PPO)" if "peer" in res else "bench survival")
     page = Page(f"{what} on {res.get('body', 'arena')}: {bench_dir.name}", out)
-    steps = (f"{res.get('steps_a')} steps in A, {res.get('steps_b')} in B" if adapt else f"{res.get('steps')} learning steps")
+    steps = (f"{res.get('steps_a')} steps in A, {res.get('steps_b')} in B" if adapt else
+             f"{res['body_steps']} body steps" if res.get("body_steps") else f"{res.get('steps')} learning steps")
     page.text(f"{steps}; seeds {res.get('seeds')}; {res.get('lives')} lives per frozen evaluation, cap {res.get('cap')} "
               f"body steps; baselines {', '.join(res.get('baselines', []))}; wall time {res.get('wall_s')} s.")
 
+    learned = [("learn_body_steps", "learned body steps"), ("learn_wall_s", "learning wall s"),
+               ("learn_peak_rss_mb", "learning peak RSS MB"), ("params", "parameters")]
+    learned = [(k, h) for k, h in learned if any(k in r for r in recs)]  # (bench peer reports these per learner)
     rows = []
     for r in sorted(recs, key=lambda r: (r["seed"], _who(r), r.get("b_steps") or 0, r.get("mode", ""))):
         rows.append([r["seed"], _who(r)] + ([r.get("b_steps")] if adapt else []) +
                     [r.get("mode"), r["median_lifespan"], r.get("p25"), r.get("p75"),
                      f"{r.get('censored')}/{r.get('lives')}", r.get("deaths_per_10k"), r.get("food_per_life"),
-                     r.get("hazard_hits_per_life")])
+                     r.get("hazard_hits_per_life")] + [r.get(k, "") for k, _ in learned])
     page.table(["seed", "policy"] + (["B steps"] if adapt else []) +
-               ["mode", "median", "p25", "p75", "censored", "deaths/10k", "food/life", "hits/life"], rows,
-               "Per seed: frozen evaluation (lifespans in body steps)")
+               ["mode", "median", "p25", "p75", "censored", "deaths/10k", "food/life", "hits/life"]
+               + [h for _, h in learned], rows, "Per seed: frozen evaluation (lifespans in body steps)")
     _verdict(page, res, adapt)
 
     if adapt:
@@ -69,7 +73,8 @@ def bench_report(bench_dir: Path, res: dict, out: Path) -> dict:
     for key, rs in groups.items():
         _policy_plot(page, "policy-" + _slug(key), rs, res.get("cap"), key)
     out_res = page.write()
-    out_res.update(kind="bench-adapt" if adapt else "bench-survival", records=len(recs))
+    out_res.update(kind="bench-adapt" if adapt else ("bench-peer" if "peer" in res else "bench-survival"),
+                   records=len(recs))
     return out_res
 
 
@@ -78,6 +83,10 @@ def _verdict(page: Page, res: dict, adapt: bool):
     if adapt and "per_seed" in v:
         page.text(f"continuing learner at the end of B: {v.get('seeds_continuing_2x')}/{v.get('seeds')} seeds reach 2x "
                   "the better baseline")
+        return
+    if "seeds_ours_at_least_ppo" in v:  # bench peer
+        page.text(f"ours >= PPO (frozen sampled median): {v['seeds_ours_at_least_ppo']}/{v['seeds']} seeds; and at <= 1/2 "
+                  f"of PPO's peak RSS: {v['seeds_meeting_goal']}/{v['seeds']}")
         return
     for lab, d in v.items():
         if isinstance(d, dict) and "seeds_passing_2x" in d:

@@ -90,9 +90,10 @@ class ViewServer:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # (shutdown() waits for serve_forever: never call it on a server not started)
+            self.httpd.shutdown()
+            self._thread.join(timeout=2.0)
         self.httpd.server_close()
-        self._thread.join(timeout=2.0)
 
     # -- the loop's side
     def publish(self, snap: dict):
