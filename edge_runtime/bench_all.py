@@ -55,11 +55,12 @@ ROWS = [
     ("stereo rectification in the camera pipeline (640x480 captures, 64x48 eyes)", "bench rectify --json",
      lambda r: (f"{r['rectify_ms_per_stereo_frame']} ms per stereo pair (a read: {r['read_ms_plain']} ms without, "
                 f"{r['read_ms_rectified']} ms with `camera.calibration`)")),
-    ("what watching costs the learning loop (9 rotated triples of identical runs)", "bench view --steps 800 --repeats 9 --json",
-     lambda r: (f"a page open: {r['cost_pct_watched']:+.1f} % steps/s (direct: hook {r['hook_ms_per_step_watched']} ms + "
-                f"server {r['other_threads_cpu_ms_per_step_watched']} ms per step = {r['direct_cost_pct_watched']} %); "
-                + (f"a rerun recording: {r['cost_pct_record']:+.1f} % (direct {r['direct_cost_pct_record']} %)"
-                   if "cost_pct_record" in r else "recording not measured (no rerun SDK)"))),
+    ("what watching costs the learning loop", "bench view --steps 800 --repeats 9 --chunk 100 --chunk-pairs 40 --json",
+     lambda r: "; ".join(
+         f"{what}: interleaved {r['interleaved_' + m]['cost_pct']:+.1f} % steps/s (median of {r['interleaved_' + m]['pairs']} "
+         f"on/off chunk pairs), direct {r['direct_cost_pct_' + m]} % (hook {r['hook_ms_per_step_' + m]} ms + threads "
+         f"{r['other_threads_cpu_ms_per_step_' + m]} ms per decision), whole runs {r['cost_pct_' + m]:+.1f} %"
+         for m, what in (("watched", "a page open"), ("record", "a rerun recording")) if "interleaved_" + m in r)),
     ("memory over a long `--sim` run", "bench soak --steps 100000 --every 10000 --json", _soak),
     ("stationary, 50 lives", "eval --policy stationary --lives 50 --seed 1 --json", _eval),
     ("random, 50 lives", "eval --policy random --lives 50 --seed 1 --json", _eval),

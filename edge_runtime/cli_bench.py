@@ -81,6 +81,8 @@ def add_bench_parsers(sub) -> None:
     bw2.add_argument("--steps", type=int, default=600, help="decisions per measurement")
     bw2.add_argument("--repeats", type=int, default=3, help="measurements per mode (alternated)")
     bw2.add_argument("--clients", type=int, default=1, help="pages reading the event stream, each its own process")
+    bw2.add_argument("--chunk", type=int, default=100, help="decisions per chunk of the interleaved figure")
+    bw2.add_argument("--chunk-pairs", type=int, default=20, help="on/off chunk pairs per rider (0: no interleaved figure)")
     bw2.add_argument("--json", action="store_true")
     bp = bsub.add_parser("peer", help="a peer beside our rule: stable-baselines3 PPO with a +1-per-step-alive "
                          "reward, same worlds, same body steps, same frozen harness (pip install -e '.[peers]')")
@@ -164,11 +166,14 @@ def cmd_bench_peer(args) -> int:
 
 
 def cmd_bench_view(args) -> int:
-    for name in ("--steps", "--repeats", "--clients"):
+    for name in ("--steps", "--repeats", "--clients", "--chunk"):
         _positive(name, getattr(args, name[2:]))
+    if args.chunk_pairs < 0:
+        raise UsageError(f"--chunk-pairs must be >= 0, got {args.chunk_pairs}")
     from .view.bench import bench_view
 
-    return _print_figures(bench_view(load_config(args), args.steps, args.repeats, args.seed, args.clients), args.json)
+    return _print_figures(bench_view(load_config(args), args.steps, args.repeats, args.seed, args.clients, args.chunk,
+                                     args.chunk_pairs), args.json)
 
 
 def _print_figures(res: dict, as_json: bool) -> int:

@@ -44,7 +44,7 @@ def test_bench_all_rows_read_what_their_commands_print(tmp_path):
     """Each row's formatter meets its command's real --json output (short runs of the same commands)."""
     short = {"bench arena": ["--steps", "200"], "bench loop": ["--steps", "20", "--warmup", "5"],
              "bench step": ["--steps", "10", "--warmup", "2"], "bench soak": ["--steps", "40", "--every", "10"],
-             "eval": ["--lives", "2"], "bench rectify": ["--reads", "5"], "bench view": ["--steps", "20", "--repeats", "1"]}
+             "eval": ["--lives", "2"], "bench rectify": ["--reads", "5"], "bench view": ["--steps", "20", "--repeats", "1", "--chunk", "10", "--chunk-pairs", "1"]}
     rows = []
     for figure, command, show in bench_all.ROWS:
         args = command.split()
@@ -55,7 +55,7 @@ def test_bench_all_rows_read_what_their_commands_print(tmp_path):
         for a in args:
             if skip:
                 skip = False
-            elif a in ("--steps", "--every", "--lives", "--warmup", "--reads", "--repeats"):
+            elif a in ("--steps", "--every", "--lives", "--warmup", "--reads", "--repeats", "--chunk", "--chunk-pairs"):
                 skip = True
             else:
                 keep.append(a)

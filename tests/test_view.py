@@ -171,13 +171,15 @@ def test_pages_over_the_limit_are_refused():
 
 def test_bench_view_prints_its_figures():
     r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "bench", "view", "--steps", "40", "--repeats", "1",
-                        "--json"], capture_output=True, text=True, timeout=600)
+                        "--chunk", "10", "--chunk-pairs", "2", "--json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["modes"] == ["off", "watched", "record"]
     for m in ("watched", "record"):
         assert res[f"median_rate_{m}"] > 0 and f"cost_pct_{m}" in res and res[f"hook_ms_per_step_{m}"] > 0
     assert res["frames_per_s_per_client"] > 0  # the reader really received frames
+    for m in ("watched", "record"):  # ABBA: on-off, off-on: two pairs, each a ratio of neighbouring chunks
+        assert res[f"interleaved_{m}"]["pairs"] == 2 and res[f"interleaved_{m}"]["median_ratio"] > 0
 
 
 def test_the_config_turns_the_view_on_with_a_token_file(tmp_path):
