@@ -57,9 +57,9 @@ ROWS = [
                 f"{r['read_ms_rectified']} ms with `camera.calibration`)")),
     ("what watching costs the learning loop", "bench view --steps 800 --repeats 9 --chunk 100 --chunk-pairs 40 --json",
      lambda r: "; ".join(
-         f"{what}: interleaved {r['interleaved_' + m]['cost_pct']:+.1f} % steps/s (median of {r['interleaved_' + m]['pairs']} "
-         f"on/off chunk pairs), direct {r['direct_cost_pct_' + m]} % (hook {r['hook_ms_per_step_' + m]} ms + threads "
-         f"{r['other_threads_cpu_ms_per_step_' + m]} ms per decision), whole runs {r['cost_pct_' + m]:+.1f} %"
+         f"{what}: steps/s {-r['interleaved_' + m]['cost_pct']:+.1f} % interleaved (median of {r['interleaved_' + m]['pairs']} "
+         f"on/off chunk pairs), {-r['cost_pct_' + m]:+.1f} % whole runs; direct cost {r['direct_cost_pct_' + m]} % (hook "
+         f"{r['hook_ms_per_step_' + m]} ms + threads {r['other_threads_cpu_ms_per_step_' + m]} ms per decision)"
          for m, what in (("watched", "a page open"), ("record", "a rerun recording")) if "interleaved_" + m in r)),
     ("memory over a long `--sim` run", "bench soak --steps 100000 --every 10000 --json", _soak),
     ("stationary, 50 lives", "eval --policy stationary --lives 50 --seed 1 --json", _eval),
