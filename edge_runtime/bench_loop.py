@@ -159,3 +159,17 @@ def bench_soak(cfg: Config, steps: int, every: int, seed: int, warmup_frac: floa
             "slope_mb_per_10k_after_warmup": None if slope is None else round(slope, 3),
             "warmup_steps": int(warmup_frac * steps), "peak_rss_mb": round(peak_rss_mb(), 1),
             "where_the_memory_goes": where, "wall_s": round(wall, 1), "rule": cfg.rule.name}
+
+
+def timed_arena_run(cfg: Config, steps: int, seed: int, hooks: list[Hook]) -> tuple[dict, float, float]:
+    """A fresh brain in the built-in arena for `steps` decisions with `hooks`: (summary, the loop thread's CPU ms
+    per decision, the other threads' CPU ms per decision). What the benchmarks that compare a loop with and
+    without a rider (console, view) run."""
+    from .runtime import Runner
+
+    with arena(cfg) as body:
+        runner = Runner(cfg, body, seed=seed, progress=False, hooks=hooks)
+        c0, p0 = time.thread_time(), time.process_time()
+        summary = runner.run(steps)
+        loop, proc = time.thread_time() - c0, time.process_time() - p0
+        return summary, round(loop / steps * 1e3, 3), round((proc - loop) / steps * 1e3, 3)

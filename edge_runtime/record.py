@@ -24,10 +24,9 @@ import numpy as np
 
 from .acting import body_vector, eyes_at
 from .hooks import Hook
+from .runtime import RULE_METRICS
 
 log = logging.getLogger("edge_runtime.record")
-
-METRIC_FIELDS = ("self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "discomfort")
 
 
 class RecordError(ValueError):
@@ -69,7 +68,7 @@ class RecordHook(Hook):
         self.rows.append({
             "step": runner.rule.steps, "body_step": runner.body_steps, "left": np.array(left, np.uint8),
             "right": np.array(right, np.uint8), "body": body_vector(sense, runner.body.spec.touch_channels),
-            "regions": regions, "metrics": {k: float(metrics[k]) for k in METRIC_FIELDS if k in metrics}})
+            "regions": regions, "metrics": {k: float(metrics[k]) for k in RULE_METRICS if k in metrics}})
         if len(self.rows) >= self.batch:
             self._send(runner)
 
@@ -135,7 +134,7 @@ class RecordHook(Hook):
             if th.size:
                 grey = np.clip(np.rint((th + 1.0) * 127.5), 0, 255).astype(np.uint8)  # -1 black, +1 white
                 rec.send_columns("regions/thought", indexes=idx, columns=rr.Image.columns(buffer=grey))
-        for k in METRIC_FIELDS:
+        for k in RULE_METRICS:
             vals = [r["metrics"].get(k, np.nan) for r in rows]
             if not all(np.isnan(vals)):
                 series(f"metrics/{k}", np.array(vals)[:, None])

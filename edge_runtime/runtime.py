@@ -45,6 +45,8 @@ if typing.TYPE_CHECKING:
 
 log = logging.getLogger("edge_runtime.runtime")
 
+# what a rule reports per step (metrics.jsonl, the live view and recordings carry these, rounded to 6 decimals)
+RULE_METRICS = ("self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "discomfort")
 METRIC_KEYS = ("step", "body_step", "life", "hp", "energy", "self_loss", "self_lr", "lr_eff", "entropy", "td_error",
                "discomfort", "entropy_w", "rollbacks", "faults", "dead")
 
@@ -292,7 +294,7 @@ class Runner:
         rec = {"step": self.rule.steps, "body_step": self.body_steps, "life": len(self.lifespans) + 1,
                "hp": round(sense.hp, 4), "energy": round(sense.energy, 4), "rollbacks": self.rule.rollbacks,
                "faults": self.rule.faults, "dead": bool(sense.dead)}
-        for k in ("self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "discomfort"):
+        for k in RULE_METRICS:
             if k in m:
                 rec[k] = round(float(m[k]), 6)
         if "fault" in m:
@@ -339,16 +341,3 @@ class Runner:
             self._lives_f.close()
             self._metrics_f = None
 
-
-def timed_arena_run(cfg: Config, steps: int, seed: int, hooks: list[Hook]) -> tuple[dict, float, float]:
-    """A fresh brain in the built-in arena for `steps` decisions with `hooks`: (summary, the loop thread's CPU ms
-    per decision, the other threads' CPU ms per decision). What the benchmarks that compare a loop with and
-    without a rider (console, view) run."""
-    from .bodies import kind
-
-    with kind("arena").make(cfg, "") as body:
-        runner = Runner(cfg, body, seed=seed, progress=False, hooks=hooks)
-        c0, p0 = time.thread_time(), time.process_time()
-        summary = runner.run(steps)
-        loop, proc = time.thread_time() - c0, time.process_time() - p0
-        return summary, round(loop / steps * 1e3, 3), round((proc - loop) / steps * 1e3, 3)

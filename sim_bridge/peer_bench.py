@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
-import resource
 import sys
 import threading
 import time
@@ -41,10 +40,6 @@ from edge_runtime.hooks import Hook
 from edge_runtime.jsonout import dumps
 
 PPO_DEFAULTS = {"n_steps": 2048, "learning_rate": 3e-4, "ent_coef": 0.0}  # SB3's documented PPO defaults
-
-
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 # ------------------------------------------------------------------ the reward a user would give PPO
@@ -140,6 +135,7 @@ class _StopAtBodySteps(Hook):
 def learn_ours(job: dict) -> dict:
     import torch
 
+    from edge_runtime.bench import peak_rss_mb
     from edge_runtime.bodies import make_body
     from edge_runtime.runtime import Runner
 
@@ -153,7 +149,7 @@ def learn_ours(job: dict) -> dict:
         params = sum(p.numel() for p in runner.rule.brain.parameters())
     return {"learner": "survival", "seed": job["seed"], "path": job["run_dir"], "learn_decisions": s["steps"],
             "learn_body_steps": s["body_steps"], "learn_wall_s": round(time.perf_counter() - t, 1),
-            "learn_peak_rss_mb": peak_rss_mb(), "params": params, "learn_lives": s["lives_completed"]}
+            "learn_peak_rss_mb": round(peak_rss_mb(), 1), "params": params, "learn_lives": s["lives_completed"]}
 
 
 def learn_ppo(job: dict) -> dict:
@@ -181,8 +177,9 @@ def learn_ppo(job: dict) -> dict:
     model.learn(total_timesteps=budget, callback=Budget())  # (decisions <= body steps: the callback stops it)
     wall = time.perf_counter() - t
     model.save(job["path"])
+    from edge_runtime.bench import peak_rss_mb  # (after learning: nothing the peer does not need is loaded before)
     return {"learner": "ppo", "seed": job["seed"], "path": job["path"] + ".zip", "learn_decisions": env.decisions,
-            "learn_body_steps": env.body_steps, "learn_wall_s": round(wall, 1), "learn_peak_rss_mb": peak_rss_mb(),
+            "learn_body_steps": env.body_steps, "learn_wall_s": round(wall, 1), "learn_peak_rss_mb": round(peak_rss_mb(), 1),
             "params": sum(p.numel() for p in model.policy.parameters()), "learn_lives": env.deaths,
             "ppo": job["ppo"], "action_repeat": spec_repeat}
 
@@ -266,13 +263,13 @@ def bench_peer(cfg: Config, seeds: list[int], steps: int, body_steps: int | None
 
         errors = []
 
-        def run(th_target, s):
+        def guarded(seed: int):
             try:
-                th_target(s)
+                pipeline(seed)
             except BaseException as e:  # noqa: BLE001  (reported after the others finish)
-                errors.append((s, e))
+                errors.append((seed, e))
 
-        threads = [threading.Thread(target=run, args=(pipeline, s)) for s in seeds]
+        threads = [threading.Thread(target=guarded, args=(s,)) for s in seeds]
         for th in threads:
             th.start()
         for th in threads:

@@ -35,7 +35,7 @@ def bench_console(cfg, steps: int = 400, repeats: int = 3, seed: int = 0) -> dic
     machine disturb less than the wall-clock rate."""
     import subprocess
 
-    from ..runtime import timed_arena_run
+    from ..bench_loop import timed_arena_run
 
     rates: dict[str, list[float]] = {"off": [], "busy": []}
     cpu_ms: dict[str, list[float]] = {"off": [], "busy": []}

@@ -50,21 +50,25 @@ def column(recs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return a[:, 0], a[:, 1]
 
 
-def rolling(values: np.ndarray, window: int, how: str = "mean") -> np.ndarray:
-    """Trailing rolling mean or median over up to `window` values (shorter at the start)."""
+def rolling(values: np.ndarray, window: int, how: str = "mean", at: np.ndarray | None = None) -> np.ndarray:
+    """Trailing rolling mean or median over up to `window` values (shorter at the start), at every index or only
+    at the indices `at` (a median is computed only where it is drawn: a week-long run has millions of steps)."""
     n = len(values)
+    idx = np.arange(n) if at is None else np.asarray(at)
     if n == 0:
         return values
     if how == "mean":
         c = np.cumsum(np.insert(values, 0, 0.0))
-        lo = np.maximum(np.arange(1, n + 1) - window, 0)
-        return (c[1:] - c[lo]) / (np.arange(1, n + 1) - lo)
-    return np.array([np.median(values[max(0, i + 1 - window):i + 1]) for i in range(n)])
+        lo = np.maximum(idx + 1 - window, 0)
+        return (c[idx + 1] - c[lo]) / (idx + 1 - lo)
+    return np.array([np.median(values[max(0, i + 1 - window):i + 1]) for i in idx])
+
+
+def thin_index(n: int, most: int = 4000) -> np.ndarray:
+    """The indices of at most `most` points for a line plot (every k-th): a week-long run's metrics stay drawable."""
+    return np.arange(0, n, max(1, int(np.ceil(n / most))))
 
 
 def thin(x: np.ndarray, y: np.ndarray, most: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-    """At most `most` points for a line plot (every k-th): a week-long run's metrics stay drawable."""
-    if len(x) <= most:
-        return x, y
-    k = int(np.ceil(len(x) / most))
-    return x[::k], y[::k]
+    i = thin_index(len(x), most)
+    return x[i], y[i]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import column, read_json, read_jsonl, rolling, thin
+from .data import column, read_json, read_jsonl, rolling, thin, thin_index
 from .page import Page, new_figure
 
 HIT_COUNTERS = (("food", "food eaten"), ("hazard_hits", "hazard hits"))
@@ -114,11 +114,10 @@ def run_report(run_dir: Path, out: Path) -> dict:
         if len(x):
             tx, ty = thin(x, y)
             ax.plot(tx, ty, lw=0.4, alpha=0.35, color="#4477aa", label="each step")
-            rx, ry = thin(x, rolling(y, win, how))
-            ax.plot(rx, ry, lw=1.8, color="#223366", label=f"rolling {how} of {win}")
+            at = thin_index(len(x))
+            ax.plot(x[at], rolling(y, win, how, at), lw=1.8, color="#223366", label=f"rolling {how} of {win}")
             if key == "td_error":
-                rx, ra = thin(x, rolling(np.abs(y), win))
-                ax.plot(rx, ra, lw=1.5, color="#ee7733", label=f"rolling mean of |TD| ({win})")
+                ax.plot(x[at], rolling(np.abs(y), win, at=at), lw=1.5, color="#ee7733", label=f"rolling mean of |TD| ({win})")
             if key == "entropy" and hmax > 0:
                 ax.axhline(hmax, ls="--", color="#cc3311", label=f"maximum {hmax:.2f}")
             if log and (y > 0).any():

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
@@ -39,12 +40,6 @@ with urllib.request.urlopen(sys.argv[1], timeout=30) as r:
         if line.startswith(b"data:"):
             frames += 1
 """
-
-
-def _median(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def _timed(fn, spent: list[float]):
@@ -105,7 +100,7 @@ class _Chunks(Hook):
 
 def interleaved(cfg, rider: Hook, chunk: int, pairs: int, seed: int) -> dict:
     """One run with `rider` switched on and off every `chunk` decisions; ratios of neighbouring chunks."""
-    from ..runtime import timed_arena_run
+    from ..bench_loop import timed_arena_run
 
     gate = _Gate(rider)
     chunks = _Chunks(gate, chunk)
@@ -124,7 +119,7 @@ def interleaved(cfg, rider: Hook, chunk: int, pairs: int, seed: int) -> dict:
 
 def bench_view(cfg, steps: int = 600, repeats: int = 3, seed: int = 0, clients: int = 1, chunk: int = 100,
                chunk_pairs: int = 20) -> dict:
-    from ..runtime import timed_arena_run
+    from ..bench_loop import timed_arena_run
 
     try:
         from ..record import RecordError, RecordHook
@@ -176,17 +171,17 @@ def bench_view(cfg, steps: int = 600, repeats: int = 3, seed: int = 0, clients: 
     res = {"steps": steps, "repeats": repeats, "clients": clients, "modes": list(modes)}
     for m in modes:
         res[f"rate_{m}"] = rates[m]
-        res[f"median_rate_{m}"] = _median(rates[m])
-        res[f"loop_cpu_ms_per_step_{m}"] = _median(cpu[m])
+        res[f"median_rate_{m}"] = median(rates[m])
+        res[f"loop_cpu_ms_per_step_{m}"] = median(cpu[m])
     for m in modes[1:]:
-        ratio = _median([b / a for a, b in zip(rates["off"], rates[m])])
+        ratio = median([b / a for a, b in zip(rates["off"], rates[m])])
         res[f"median_pair_ratio_{m}_vs_off"] = round(ratio, 3)
         res[f"cost_pct_{m}"] = round((1 - ratio) * 100, 1)
-        res[f"hook_ms_per_step_{m}"] = _median(in_hook[m])
-        res[f"other_threads_cpu_ms_per_step_{m}"] = round(_median(other[m]) - _median(other["off"]), 4)
+        res[f"hook_ms_per_step_{m}"] = median(in_hook[m])
+        res[f"other_threads_cpu_ms_per_step_{m}"] = round(median(other[m]) - median(other["off"]), 4)
         res[f"direct_cost_pct_{m}"] = round(100 * (res[f"hook_ms_per_step_{m}"] + res[f"other_threads_cpu_ms_per_step_{m}"])
                                             / res["loop_cpu_ms_per_step_off"], 2)
-    res["frames_per_s_per_client"] = _median(frames)
+    res["frames_per_s_per_client"] = median(frames)
     if chunk_pairs:
         server = ViewServer("127.0.0.1", 0).start()
         procs = [subprocess.Popen([sys.executable, "-c", READER, f"http://127.0.0.1:{server.port}/events"])

@@ -8,11 +8,11 @@ import numpy as np
 
 from ..acting import body_vector, eyes_at
 from ..hooks import Hook
+from ..runtime import RULE_METRICS
 from .server import ViewServer
 
 log = logging.getLogger("edge_runtime.view")
 
-METRIC_FIELDS = ("self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "discomfort")
 
 
 class ViewHook(Hook):
@@ -75,7 +75,7 @@ class ViewHook(Hook):
             "heads": {k: _r(p) for k, p in regions["heads"].items()}, "loss": _r(regions["loss"]),
             "lr": _r(regions["lr"]), "thought": _r(regions["thought"]),
             # the same rounding as metrics.jsonl, so a figure on the page is the figure in the file
-            "metrics": {k: round(float(metrics[k]), 6) for k in METRIC_FIELDS if k in metrics},
+            "metrics": {k: round(float(metrics[k]), 6) for k in RULE_METRICS if k in metrics},
             "lifespans": list(runner.lifespans[-30:]), "lives": len(runner.lifespans),
             "rollbacks": rule.rollbacks, "faults": rule.faults,
         }
