@@ -3,6 +3,7 @@
     edge-runtime --sim [--steps N] [--seed S] [--rule NAME] [--config FILE.toml] [--run-dir DIR]
     edge-runtime run --config FILE.toml [--steps N] ...
     edge-runtime eval --policy random|stationary|oracle|RUN_DIR|WEIGHTS [--body NAME] --lives N --seed S [--json]
+    edge-runtime population --size N --steps S [--select pbt|tournament|none] [--ray auto|ADDRESS] ...
     edge-runtime bench arena|step|survival|adapt|console|godot|bad-day [--json] ...
 
 Bad arguments and bad config files print one line naming the problem and exit 2.
@@ -93,6 +94,9 @@ def build_parser() -> Parser:
     cv.add_argument("dir", metavar="DIR", help="a run directory or its checkpoints/ directory")
     cv.add_argument("--json", action="store_true")
 
+    from .population.cli import add_parser as add_population_parser
+
+    add_population_parser(sub)
     sv = sub.add_parser("install-service", help="write (or print) the systemd unit for this installation")
     sv.add_argument("--config", default=None, metavar="FILE.toml", help="the config the service runs with (default /etc/edge-runtime/robot.toml)")
     sv.add_argument("--dry-run", action="store_true", help="print the unit instead of writing it")
@@ -141,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.what is None:
                 raise UsageError("bench needs one of: " + ", ".join(BENCH_COMMANDS))
             return BENCH_COMMANDS[args.what](args)
+        if args.cmd == "population":
+            from .population.cli import cmd_population
+
+            return cmd_population(args)
         if args.cmd == "install-service":
             return cmd_install_service(args)
         if args.cmd == "console":

@@ -1,0 +1,79 @@
+"""`edge-runtime population`: the command's options and what it prints.
+
+    edge-runtime population --size N --steps S [--body arena] [--seed S] [--run-dir DIR]
+                            [--select none|pbt|tournament] [--select-every G] [--select-fraction F]
+                            [--ray auto|ADDRESS [--groups K]] [--worlds process|inline] [--threads T] [--json]
+
+Prints the summary as JSON on stdout (--json: only that); the run directory holds lives, metrics, lineage
+and every agent's weights (agents/NN/weights.pt).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..cli_common import UsageError, _add_common, load_config
+from ..jsonout import dumps
+from .selection import METHODS, Selection
+
+
+def add_parser(sub):
+    p = sub.add_parser("population", help="N agents learning at once in one process (or across machines on Ray), "
+                                          "optionally with selection by survival")
+    _add_common(p)
+    p.add_argument("--size", type=int, required=True, help="agents (each its own brain, life and world)")
+    p.add_argument("--steps", type=int, required=True, help="decisions per agent")
+    p.add_argument("--body", default=None, help="body kind of every agent's world: arena (default) | godot | gym:ENV_ID")
+    p.add_argument("--run-dir", default=None, help="where to write lives, metrics, lineage and weights "
+                                                   "(default: runs/population-<time>)")
+    p.add_argument("--select", default="none", choices=METHODS, help="selection by recent survival (default none)")
+    p.add_argument("--select-every", type=int, default=500, metavar="G", help="decisions between selection rounds")
+    p.add_argument("--select-fraction", type=float, default=0.25, help="share of agents replaced per round")
+    p.add_argument("--sigma", type=float, default=0.01, help="weight noise of a copy, relative to each tensor's std")
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="run groups of agents as Ray actors (ray.init(address=...)); selection across groups")
+    p.add_argument("--groups", type=int, default=2, help="with --ray: Ray actors the agents are split over")
+    p.add_argument("--worlds", default="process", choices=["process", "inline"],
+                   help="the agents' worlds in their own process, stepping while the brains learn (default), "
+                        "or in this process")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default runtime.threads)")
+    p.add_argument("--metrics-every", type=int, default=10, help="one metrics line per agent every K decisions")
+    p.add_argument("--json", action="store_true", help="print only the JSON summary")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def cmd_population(args) -> int:
+    if args.size < 1 or args.steps < 1:
+        raise UsageError("--size and --steps must be >= 1")
+    cfg = load_config(args)
+    if cfg.rule.name != "survival":
+        raise UsageError(f"population: runs the survival rule, not {cfg.rule.name!r}")
+    try:
+        sel = Selection(args.select, args.select_every, args.select_fraction, sigma=args.sigma)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    run_dir = Path(args.run_dir or f"runs/population-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.ray:
+        from .ray_groups import run_on_ray
+
+        summary = run_on_ray(cfg, args.size, args.steps, args.seed, args.body, run_dir, sel, address=args.ray,
+                             groups=args.groups, worlds=args.worlds, threads=args.threads,
+                             metrics_every=args.metrics_every)
+    else:
+        from .runner import Population
+
+        pop = Population(cfg, args.size, args.seed, args.body, run_dir, sel, metrics_every=args.metrics_every,
+                         worlds=args.worlds, threads=args.threads, progress=not (args.json or args.no_progress))
+        summary = None
+        try:
+            summary = pop.run(args.steps)
+        finally:
+            pop.close(summary)
+    summary["run_dir"] = str(run_dir)
+    print(dumps(summary, indent=None if args.json else 1))
+    if not args.json:
+        print(f"weights: {run_dir}/agents/NN/weights.pt  best agent {summary['best_agent']}, median agent "
+              f"{summary['median_agent']}  (edge-runtime eval --policy {run_dir}/agents/{summary['best_agent']:02d})",
+              file=sys.stderr)
+    return 0

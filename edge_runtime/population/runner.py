@@ -1,0 +1,327 @@
+"""`edge-runtime population`: N agents learning at once, each its own brain, life and world.
+
+    worlds = Worlds(N bodies)                        world i seeded seed + i
+    rule   = PopulationSurvival(N)                   agent i starts as the lone rule seeded seed + i
+    loop:
+        actions = rule.decide(eyes, body)            one batched forward for all N
+        eyes', body', feelings = worlds.step(actions)
+        rule.learn(feelings, eyes', body')           one batched update; a death rolls back that agent only
+        dead agents: life recorded, body respawned, thought cleared
+        every G decisions (--select pbt|tournament): the lowest by recent survival take perturbed copies
+
+With `pipeline` (the default when the worlds live in their own process), the agents are two halves A and
+B: while the worlds of A step in the worlds' process, the brains of B learn and decide here, and the
+other way round; each agent still senses, decides, acts and learns in its own order, one decision at a
+time, so what an agent does is what it would do without the pipeline.
+
+Run directory: config.toml, run.json, lives.jsonl ({"agent", "life", "length", "step", "body_step",
+"cause"}), metrics.jsonl (one line per agent every `metrics_every` decisions), lineage.jsonl (selection),
+agents/NN/weights.pt (each agent as a lone run's weights: `edge-runtime eval --policy RUN_DIR/agents/NN`),
+summary.json.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config, section_to_dict
+from ..jsonout import dumps
+from ..runtime import RULE_METRICS, median
+from .rule import PopulationSurvival
+from .selection import Selection
+from .worlds import WorldProcess, Worlds
+
+log = logging.getLogger("edge_runtime.population")
+
+
+def keep_freed_memory():
+    """glibc returns large freed blocks to the kernel at once, so the next step's same-sized tensors (a 16-agent
+    layer is megabytes) fault their pages in again: a third of a population step on this machine. Keep freed
+    memory in the heap instead (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD). No effect off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 << 20)
+        libc.mallopt(-1, 512 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
+class Population:
+    def __init__(self, cfg: Config, size: int, seed: int = 0, body_name: str | None = None,
+                 run_dir: str | Path | None = None, selection: Selection | None = None, metrics_every: int = 10,
+                 worlds: str = "process", first_agent: int = 0, threads: int | None = None, progress: bool = False,
+                 out=sys.stderr):
+        if size < 1:
+            raise ValueError("population: --size must be >= 1")
+        if worlds not in ("process", "inline"):
+            raise ValueError(f"population: worlds must be process|inline, got {worlds!r}")
+        keep_freed_memory()
+        torch.set_num_threads(threads or cfg.runtime.threads)
+        self.cfg, self.n, self.seed = cfg, size, seed
+        self.first = first_agent  # agent ids are first + i (a Ray group's agents are numbered across groups)
+        self.selection = selection or Selection()
+        self.metrics_every = metrics_every
+        self.progress, self.out = progress, out
+        self.worlds = WorldProcess(cfg, size, body_name) if worlds == "process" else Worlds(cfg, size, body_name)
+        self.pipelined = worlds == "process" and size >= 2
+        self.spec = self.worlds.spec
+        half = size // 2
+        self.groups = [list(range(half)), list(range(half, size))] if self.pipelined else [list(range(size))]
+        self.rules = [PopulationSurvival(self.spec, cfg.model, cfg.rule, len(g), seed + g[0]) for g in self.groups]
+        self.rng = np.random.default_rng(seed + 7919)
+        self.decisions = np.zeros(size, dtype=np.int64)
+        self.body_steps = np.zeros(size, dtype=np.int64)
+        self.life_steps = np.zeros(size, dtype=np.int64)
+        self.lives: list[list[int]] = [[] for _ in range(size)]
+        self.history: list[list[int]] = [[] for _ in range(size)]  # the lives selection scores (a copy inherits its parent's)
+        self.rounds = 0
+        self.replacements = 0
+        self.last: list[dict] = [{} for _ in range(size)]
+        self.run_dir = Path(run_dir) if run_dir else None
+        self._files = {}
+        if self.run_dir:
+            self._open_run_dir(body_name)
+        self._eyes = self._body = None
+        self._since_select = 0
+
+    # ------------------------------------------------------------ where an agent lives
+    def _where(self, a: int) -> tuple[PopulationSurvival, int]:
+        for g, rule in zip(self.groups, self.rules):
+            if g[0] <= a <= g[-1]:
+                return rule, a - g[0]
+        raise IndexError(a)
+
+    def agent_state(self, a: int) -> dict:
+        rule, j = self._where(a)
+        return rule.agent_state(j)
+
+    def load_agent_state(self, a: int, st: dict):
+        rule, j = self._where(a)
+        rule.load_agent_state(j, st)
+
+    def state_dict_of(self, a: int) -> dict:
+        rule, j = self._where(a)
+        return rule.brain.agent_state_dict(j)
+
+    # ------------------------------------------------------------ run directory
+    def _open_run_dir(self, body_name):
+        import tomli_w
+
+        d = self.run_dir
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.toml").write_text(tomli_w.dumps(self.cfg.to_dict()))
+        (d / "body_spec.json").write_text(dumps(self.spec.to_dict(), indent=1))
+        s = self.selection
+        (d / "run.json").write_text(dumps({
+            "kind": "population", "size": self.n, "seed": self.seed, "first_agent": self.first, "rule": "survival",
+            "body": body_name or "arena", "select": s.method, "select_every": s.every, "select_fraction": s.fraction,
+            "select_window": s.window, "sigma": s.sigma, "agent_seeds": [self.seed + i for i in range(self.n)],
+        }, indent=1))
+        for name in ("lives", "metrics", "lineage"):
+            self._files[name] = open(d / f"{name}.jsonl", "a", buffering=1 << 14)
+
+    def _write(self, name: str, rec: dict):
+        f = self._files.get(name)
+        if f:
+            f.write(dumps(rec) + "\n")
+
+    # ------------------------------------------------------------ the loop
+    def start(self):
+        eyes, body = self.worlds.reset([self.seed + self.first + i for i in range(self.n)])
+        self._eyes, self._body = torch.from_numpy(eyes), torch.from_numpy(body)
+
+    def _learn_group(self, gi: int, out):
+        """Group gi's step after its worlds acted: learn, record lives, respawn the dead."""
+        g, rule = self.groups[gi], self.rules[gi]
+        eyes, body, feels, info, fresh = out
+        eyes, body = torch.from_numpy(eyes), torch.from_numpy(body)
+        ms = rule.learn(feels, eyes, body)
+        for j, (a, f, m, inf) in enumerate(zip(g, feels, ms, info)):
+            self.decisions[a] += 1
+            self.body_steps[a] += f.body_steps
+            self.life_steps[a] += f.body_steps
+            self.last[a] = m
+            if self.metrics_every and self.decisions[a] % self.metrics_every == 0:
+                rec = {"step": int(self.decisions[a]), "agent": self.first + a, "life": len(self.lives[a]) + 1,
+                       "hp": round(inf["hp"], 4), "energy": round(inf["energy"], 4)}
+                rec.update({k: round(float(m[k]), 6) for k in RULE_METRICS if k in m})
+                if "fault" in m:
+                    rec["fault"] = m["fault"]
+                self._write("metrics", rec)
+            if f.dead:
+                span = int(self.life_steps[a])
+                self.lives[a].append(span)
+                self.history[a].append(span)
+                self._write("lives", {"agent": self.first + a, "life": len(self.lives[a]), "length": span,
+                                      "step": int(self.decisions[a]), "body_step": int(self.body_steps[a]),
+                                      "cause": inf["cause"]})
+                self.life_steps[a] = 0
+                e1, b1 = fresh[j]
+                eyes[j], body[j] = torch.from_numpy(e1), torch.from_numpy(b1)
+                rule.new_life(j)
+        self._eyes[g[0]:g[-1] + 1] = eyes
+        self._body[g[0]:g[-1] + 1] = body
+
+    def _inputs(self, gi):
+        g = self.groups[gi]
+        return self._eyes[g[0]:g[-1] + 1].clone(), self._body[g[0]:g[-1] + 1].clone()
+
+    def _segment(self, k: int, tick=None):
+        """k decisions for every agent; nothing is left in flight at the end (selection may then move states)."""
+        if not self.pipelined:
+            for _ in range(k):
+                acts = self.rules[0].decide(*self._inputs(0))
+                self._learn_group(0, self.worlds.step(acts))
+                if tick:
+                    tick()
+            return
+        # two halves: while the worlds of one step there, the brains of the other learn and decide here
+        ga, gb = self.groups
+        acts_a = self.rules[0].decide(*self._inputs(0))
+        self.worlds.step_async(acts_a, ga)
+        acts_b = self.rules[1].decide(*self._inputs(1))
+        for i in range(k):
+            out_a = self.worlds.step_wait()
+            self.worlds.step_async(acts_b, gb)
+            self._learn_group(0, out_a)
+            last = i == k - 1
+            if not last:
+                acts_a = self.rules[0].decide(*self._inputs(0))
+            out_b = self.worlds.step_wait()
+            if not last:
+                self.worlds.step_async(acts_a, ga)
+            self._learn_group(1, out_b)
+            if not last:
+                acts_b = self.rules[1].decide(*self._inputs(1))
+            if tick:
+                tick()
+
+    def run(self, steps: int, select_here: bool = True) -> dict:
+        """`steps` decisions for every agent, with a selection round every G decisions (--select) unless a Ray
+        driver selects across groups (select_here=False)."""
+        if self._eyes is None:
+            self.start()
+        t0 = time.perf_counter()
+        clock = {"t": t0, "d": 0, "done": 0}
+
+        def tick():
+            clock["done"] += 1
+            now = time.perf_counter()
+            if self.progress and now - clock["t"] >= 1.0:
+                self._progress((clock["done"] - clock["d"]) * self.n / (now - clock["t"]), clock["done"])
+                clock["t"], clock["d"] = now, clock["done"]
+
+        done = 0
+        selecting = select_here and self.selection.method != "none"
+        every = self.selection.every
+        while done < steps:
+            k = min(steps - done, every - self._since_select) if selecting else steps - done
+            self._segment(k, tick)
+            done += k
+            self._since_select += k
+            if selecting and self._since_select >= every:
+                self.select()
+                self._since_select = 0
+        wall = time.perf_counter() - t0
+        if self.progress:
+            self._progress(done * self.n / wall if wall > 0 else 0.0, done)
+            self.out.write("\n")
+        return self.summary(done, wall)
+
+    def _progress(self, rate, done):
+        meds = [median(lv[-20:]) for lv in self.lives if lv]
+        self.out.write(f"\rstep {done:>7} | {rate:7.1f} agent-decisions/s | lives {sum(map(len, self.lives)):>5} | "
+                       f"median of agents' medians {median(meds) if meds else float('nan'):>6.0f} | "
+                       f"rounds {self.rounds} | replaced {self.replacements}")
+        self.out.flush()
+
+    # ------------------------------------------------------------ selection
+    def scores(self) -> list[float]:
+        return [self.selection.score(self.history[a], int(self.life_steps[a])) for a in range(self.n)]
+
+    def select(self) -> list[dict]:
+        """One selection round inside this process (a Ray driver does the same across groups)."""
+        scores = self.scores()
+        plan = self.selection.plan(scores, self.rng)
+        recs = []
+        for child, parent in plan:
+            st = self.selection.perturb(self.agent_state(parent), self.rng)
+            self.load_agent_state(child, st)
+            self.history[child] = list(self.history[parent])
+            recs.append(self.lineage_record(child, parent, scores, st))
+        self.rounds += 1
+        self.replacements += len(plan)
+        return recs
+
+    def lineage_record(self, child, parent, scores, st, child_id=None, parent_id=None) -> dict:
+        rec = {"round": self.rounds + 1, "step": int(self.decisions.max()),
+               "child": self.first + child if child_id is None else child_id,
+               "parent": self.first + parent if parent_id is None else parent_id,
+               "why": f"{self.selection.method}: recent survival {_fmt(scores[child])} < {_fmt(scores[parent])} "
+                      f"(Kaplan-Meier median of the last {self.selection.window} lives and the current one)",
+               "child_score": _num(scores[child]), "parent_score": _num(scores[parent]),
+               "sigma": self.selection.sigma, "lr_factor": st["lr_factor"],
+               "lr_min": round(st["lr_min"], 6), "lr_max": round(st["lr_max"], 6)}
+        self._write("lineage", rec)
+        return rec
+
+    # ------------------------------------------------------------ results
+    def agent_summary(self, a: int) -> dict:
+        lv = self.lives[a]
+        rule, j = self._where(a)
+        return {"agent": self.first + a, "seed": self.seed + self.first + a, "decisions": int(self.decisions[a]),
+                "body_steps": int(self.body_steps[a]), "lives_completed": len(lv),
+                "median_lifespan_learning": median(lv), "current_life": int(self.life_steps[a]),
+                "score": _num(self.selection.score(self.history[a], int(self.life_steps[a]))),
+                "rollbacks": int(rule.rollbacks[j]), "faults": int(rule.faults[j]),
+                "lr_min": round(float(rule.lr_min[j]), 6), "lr_max": round(float(rule.lr_max[j]), 6)}
+
+    def summary(self, done: int, wall: float) -> dict:
+        agents = [self.agent_summary(a) for a in range(self.n)]
+        order = sorted(range(self.n), key=lambda a: (agents[a]["score"] if agents[a]["score"] is not None else math.inf))
+        all_lives = [x for lv in self.lives for x in lv]
+        return {
+            "kind": "population", "size": self.n, "seed": self.seed, "steps": done, "agent_decisions": done * self.n,
+            "wall_s": round(wall, 2), "agent_decisions_per_s": round(done * self.n / wall, 1) if wall > 0 else None,
+            "threads": torch.get_num_threads(), "worlds": "process" if self.pipelined else "inline",
+            "select": self.selection.method, "rounds": self.rounds, "replacements": self.replacements,
+            "lives_completed": len(all_lives), "median_lifespan_learning": median(all_lives),
+            "best_agent": self.first + order[-1], "median_agent": self.first + order[(self.n - 1) // 2],
+            "agents": agents,
+        }
+
+    def save_weights(self):
+        """Each agent as a lone run's weights.pt, under agents/NN/."""
+        if not self.run_dir:
+            return
+        for a in range(self.n):
+            d = self.run_dir / "agents" / f"{self.first + a:02d}"
+            d.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": self.state_dict_of(a), "towers": "split", "spec": self.spec.to_dict(),
+                        "model_cfg": section_to_dict(self.cfg.model), "rule": "survival",
+                        "steps": int(self.decisions[a])}, d / "weights.pt")
+
+    def close(self, summary: dict | None = None):
+        if self.run_dir:
+            self.save_weights()
+            if summary is not None:
+                (self.run_dir / "summary.json").write_text(dumps(summary, indent=1))
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+        self.worlds.close()
+
+
+def _num(x: float):
+    return None if math.isinf(x) else round(float(x), 1)
+
+
+def _fmt(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.0f}"

@@ -1,0 +1,157 @@
+"""N bodies, one per agent, stepped and sensed as a batch: what the population's loop acts through.
+
+    worlds = Worlds(cfg, n, body_name)                  n bodies of one kind, each its own world
+    eyes, body = worlds.reset(seeds)                    (n, 6, h, w) and (n, 2 + touch) model inputs
+    eyes, body, feels, info, fresh = worlds.step(actions)
+        each action held for the body's repeat, as alone; eyes/body: what each agent sensed at the end (its
+        learning step's next senses, a dead body's last view included); fresh: {row: (eyes, body)} of the
+        bodies that died and were respawned at once, what those agents sense first in their next life
+
+`WorldProcess` is the same interface with the bodies in a child process, so the worlds of one half of
+the population step on the second core while the brains of the other half learn on the first.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+
+import numpy as np
+
+from ..acting import act_repeat, body_vector, eyes_at
+from ..body import Revivable
+from ..config import Config
+
+
+def encode(senses, hw, touch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Senses -> (n, 6, h, w) float32 in [-1, 1] and (n, 2 + touch) float32, as SenseEncoder does per sense."""
+    eyes = np.stack([np.concatenate(eyes_at(s, hw), 2) for s in senses]).astype(np.float32)
+    eyes = eyes.transpose(0, 3, 1, 2) * (2.0 / 255.0) - 1.0
+    body = np.stack([body_vector(s, touch) for s in senses])
+    return np.ascontiguousarray(eyes), body
+
+
+class Worlds:
+    """The bodies in this process."""
+
+    def __init__(self, cfg: Config, n: int, body_name: str | None = None, first: int = 0):
+        from ..bodies import make_body
+
+        self.cfg = cfg
+        self.bodies = [make_body(cfg, body_name) for _ in range(n)]
+        for b in self.bodies:
+            if isinstance(b, Revivable):
+                raise ValueError(f"population: {type(b).__name__} waits for a person to revive it; a population "
+                                 "needs bodies that respawn (the arena, godot, gym)")
+        self.spec = self.bodies[0].spec
+        self.hw = tuple(cfg.model.input_hw)
+        self.repeat = cfg.runtime.repeat_for(self.spec)
+        self.senses = [None] * n
+
+    def reset(self, seeds: list[int]):
+        self.senses = [b.reset(seed=s) for b, s in zip(self.bodies, seeds)]
+        return encode(self.senses, self.hw, self.spec.touch_channels)
+
+    def step(self, actions, rows=None):
+        """Act for the agents in `rows` (all by default). Returns their next inputs, feelings and what they saw."""
+        rows = range(len(self.bodies)) if rows is None else rows
+        feels, info = [], []
+        for i, a in zip(rows, actions):
+            s, f = act_repeat(self.bodies[i], a, self.senses[i], self.repeat, self.cfg.runtime.event_threshold)
+            self.senses[i] = s
+            feels.append(f)
+            info.append({"hp": s.hp, "energy": s.energy, "cause": s.extra.get("cause") if s.dead else None})
+        eyes, body = encode([self.senses[i] for i in rows], self.hw, self.spec.touch_channels)
+        fresh = {}
+        for j, i in enumerate(rows):
+            if feels[j].dead:
+                self.senses[i] = self.bodies[i].respawn()
+                e, b = encode([self.senses[i]], self.hw, self.spec.touch_channels)
+                fresh[j] = (e[0], b[0])
+        return eyes, body, feels, info, fresh
+
+    def counters(self) -> list[dict]:
+        return [b.counters for b in self.bodies]
+
+    def close(self):
+        for b in self.bodies:
+            b.close()
+
+
+def _serve(conn, cfg, n, body_name):
+    try:
+        w = Worlds(cfg, n, body_name)
+        conn.send(("ok", w.spec))
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    try:
+        while True:
+            cmd, args = conn.recv()
+            if cmd == "close":
+                w.close()
+                conn.send(("ok", None))
+                return
+            try:
+                conn.send(("ok", getattr(w, cmd)(*args)))
+            except Exception:  # noqa: BLE001
+                conn.send(("error", traceback.format_exc(limit=3)))
+    except (EOFError, KeyboardInterrupt):
+        w.close()
+
+
+class WorldProcess:
+    """Worlds in a child process (spawned: no torch state is forked). step_async/step_wait overlap it with work here."""
+
+    def __init__(self, cfg: Config, n: int, body_name: str | None = None):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, cfg, n, body_name), daemon=True, name="edge-worlds")
+        self.proc.start()
+        child.close()
+        self.spec = self._reply("starting")
+        self.repeat = cfg.runtime.repeat_for(self.spec)
+        self._pending = False
+
+    def _reply(self, what: str):
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"WorldProcess: the worlds' process died ({what})") from None
+        if status != "ok":
+            raise RuntimeError(f"WorldProcess ({what}): {value}")
+        return value
+
+    def _call(self, cmd, *args):
+        self.conn.send((cmd, args))
+        return self._reply(cmd)
+
+    def reset(self, seeds):
+        return self._call("reset", list(seeds))
+
+    def step_async(self, actions, rows=None):
+        self.conn.send(("step", (actions, rows)))
+        self._pending = True
+
+    def step_wait(self):
+        self._pending = False
+        return self._reply("step")
+
+    def step(self, actions, rows=None):
+        self.step_async(actions, rows)
+        return self.step_wait()
+
+    def counters(self):
+        return self._call("counters")
+
+    def close(self):
+        if self.proc.is_alive():
+            try:
+                if self._pending:
+                    self.step_wait()
+                self._call("close")
+            except (RuntimeError, BrokenPipeError, EOFError):
+                pass
+            self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.conn.close()
