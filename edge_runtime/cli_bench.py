@@ -30,6 +30,33 @@ def add_bench_parsers(sub) -> None:
     bl.add_argument("--steps", type=int, default=600, help="decisions measured")
     bl.add_argument("--warmup", type=int, default=200, help="decisions before the clock starts")
     bl.add_argument("--json", action="store_true")
+    bp = bsub.add_parser("population", help="agent-decisions/s of N agents in one process against the same agents "
+                                            "run alone (2 at a time), peak RSS per agent, Ray's selection round")
+    _add_common(bp)
+    bp.add_argument("--sizes", default="1,4,16,64", help="population sizes N, comma-separated")
+    bp.add_argument("--steps", type=int, default=300, help="decisions per agent measured")
+    bp.add_argument("--warmup", type=int, default=50, help="decisions per agent before the clock starts")
+    bp.add_argument("--worlds", default="process", choices=["process", "inline"], help="as `population --worlds`")
+    bp.add_argument("--threads", type=int, default=None, help="the population's torch threads (default runtime.threads)")
+    bp.add_argument("--lone-jobs", type=int, default=2, help="lone runs at a time (default 2: the 2 cores)")
+    bp.add_argument("--ray-size", type=int, default=16, help="the N whose record carries Ray's selection round (0: none)")
+    bp.add_argument("--select-every", type=int, default=100, help="decisions between Ray selection rounds")
+    bp.add_argument("--json", action="store_true")
+    bs = bsub.add_parser("selection", help="populations with and without selection at the same agent-steps: "
+                                           "take-off, and the best and median agents frozen beside the baselines")
+    _add_common(bs)
+    bs.add_argument("--size", type=int, default=8, help="agents per population")
+    bs.add_argument("--steps", type=int, default=8000, help="decisions per agent")
+    bs.add_argument("--seeds", default="1,2,3")
+    bs.add_argument("--select", default="pbt", choices=["pbt", "tournament"], help="the method compared with none")
+    bs.add_argument("--select-every", type=int, default=500)
+    bs.add_argument("--lives", type=int, default=20, help="lives per frozen evaluation")
+    bs.add_argument("--cap", type=int, default=None, help="body steps after which a life is censored")
+    bs.add_argument("--take-off", type=float, default=1000.0, help="body steps the median agent's score must reach")
+    bs.add_argument("--worlds", default="process", choices=["process", "inline"])
+    bs.add_argument("--jobs", type=int, default=max(1, os.cpu_count() or 1), help="processes for the evaluations")
+    bs.add_argument("--out", default=None, help="directory for the runs and results.json")
+    bs.add_argument("--json", action="store_true")
     bk = bsub.add_parser("soak", help="resident memory over a long --sim run: samples, slope after warm-up, peak")
     _add_common(bk)
     bk.add_argument("--steps", type=int, default=100_000, help="decisions to run")
@@ -197,6 +224,40 @@ def cmd_bench_loop(args) -> int:
     return _print_figures(bench_loop(load_config(args), args.steps, args.warmup, args.seed), args.json)
 
 
+def cmd_bench_population(args) -> int:
+    for name in ("--steps", "--lone-jobs", "--select-every"):
+        _positive(name, getattr(args, name[2:].replace("-", "_")))
+    if args.warmup < 0 or args.ray_size < 0:
+        raise UsageError("--warmup and --ray-size must be >= 0")
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--sizes: expected comma-separated integers, got {args.sizes!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise UsageError("--sizes: every N must be >= 1")
+    if args.ray_size and args.ray_size in sizes and args.ray_size < 2:
+        raise UsageError("--ray-size: needs N >= 2 (two Ray actors)")
+    from .population.bench import bench_population
+
+    recs = bench_population(load_config(args), sizes, args.steps, args.warmup, args.seed, args.worlds, args.threads,
+                            args.lone_jobs, args.ray_size, args.select_every)
+    print(dumps(recs) if args.json else "\n".join(dumps(r) for r in recs))
+    return 0
+
+
+def cmd_bench_selection(args) -> int:
+    for name in ("--size", "--steps", "--select-every", "--lives", "--jobs"):
+        _positive(name, getattr(args, name[2:].replace("-", "_")))
+    if args.size < 2:
+        raise UsageError("--size: selection needs at least 2 agents")
+    from .population.selection_bench import bench_selection
+
+    res = bench_selection(load_config(args), args.size, args.steps, _seeds(args.seeds), args.select,
+                          args.select_every, args.lives, args.cap, args.take_off, args.out, args.worlds, args.jobs)
+    print(dumps(res) if args.json else "")
+    return 0
+
+
 def cmd_bench_soak(args) -> int:
     _positive("--steps", args.steps)
     _positive("--every", args.every)
@@ -294,6 +355,7 @@ def cmd_bench_survival(args) -> int:
 
 
 BENCH_COMMANDS = {"arena": cmd_bench_arena, "step": cmd_bench_step, "loop": cmd_bench_loop, "soak": cmd_bench_soak,
+                  "population": cmd_bench_population, "selection": cmd_bench_selection,
                   "all": cmd_bench_all, "survival": cmd_bench_survival,
                   "adapt": cmd_bench_adapt, "console": cmd_bench_console, "view": cmd_bench_view, "peer": cmd_bench_peer, "godot": cmd_bench_godot,
                   "rectify": cmd_bench_rectify,

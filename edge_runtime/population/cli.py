@@ -2,7 +2,7 @@
 
     edge-runtime population --size N --steps S [--body arena] [--seed S] [--run-dir DIR]
                             [--select none|pbt|tournament] [--select-every G] [--select-fraction F]
-                            [--ray auto|ADDRESS [--groups K]] [--worlds process|inline] [--threads T] [--json]
+                            [--ray auto|local|ADDRESS [--groups K]] [--worlds process|inline] [--threads T] [--json]
 
 Prints the summary as JSON on stdout (--json: only that); the run directory holds lives, metrics, lineage
 and every agent's weights (agents/NN/weights.pt).
@@ -31,8 +31,9 @@ def add_parser(sub):
     p.add_argument("--select-every", type=int, default=500, metavar="G", help="decisions between selection rounds")
     p.add_argument("--select-fraction", type=float, default=0.25, help="share of agents replaced per round")
     p.add_argument("--sigma", type=float, default=0.01, help="weight noise of a copy, relative to each tensor's std")
-    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
-                   help="run groups of agents as Ray actors (ray.init(address=...)); selection across groups")
+    p.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
+                   help="run groups of agents as Ray actors: auto or ADDRESS joins a running cluster "
+                        "(ray.init(address=...)), local starts one here; selection across groups by this driver")
     p.add_argument("--groups", type=int, default=2, help="with --ray: Ray actors the agents are split over")
     p.add_argument("--worlds", default="process", choices=["process", "inline"],
                    help="the agents' worlds in their own process, stepping while the brains learn (default), "
@@ -55,11 +56,16 @@ def cmd_population(args) -> int:
         raise UsageError(str(e)) from None
     run_dir = Path(args.run_dir or f"runs/population-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.ray:
-        from .ray_groups import run_on_ray
+        from .ray_groups import RayUnavailable, run_on_ray
 
-        summary = run_on_ray(cfg, args.size, args.steps, args.seed, args.body, run_dir, sel, address=args.ray,
-                             groups=args.groups, worlds=args.worlds, threads=args.threads,
-                             metrics_every=args.metrics_every)
+        if not 1 <= args.groups <= args.size:
+            raise UsageError(f"--groups: must be in 1..--size ({args.size}), got {args.groups}")
+        try:
+            summary = run_on_ray(cfg, args.size, args.steps, args.seed, args.body, run_dir, sel, address=args.ray,
+                                 groups=args.groups, worlds=args.worlds, threads=args.threads,
+                                 metrics_every=args.metrics_every)
+        except RayUnavailable as e:
+            raise UsageError(str(e)) from None
     else:
         from .runner import Population
 

@@ -16,6 +16,7 @@ time, so what an agent does is what it would do without the pipeline.
 
 Run directory: config.toml, run.json, lives.jsonl ({"agent", "life", "length", "step", "body_step",
 "cause"}), metrics.jsonl (one line per agent every `metrics_every` decisions), lineage.jsonl (selection),
+scores.jsonl ({"step", "scores"}: every agent's recent-survival score every `scores_every` decisions),
 agents/NN/weights.pt (each agent as a lone run's weights: `edge-runtime eval --policy RUN_DIR/agents/NN`),
 summary.json.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,7 +35,7 @@ from ..config import Config, section_to_dict
 from ..jsonout import dumps
 from ..runtime import RULE_METRICS, median
 from .rule import PopulationSurvival
-from .selection import Selection
+from .selection import Selection, score_json
 from .worlds import WorldProcess, Worlds
 
 log = logging.getLogger("edge_runtime.population")
@@ -57,7 +57,7 @@ class Population:
     def __init__(self, cfg: Config, size: int, seed: int = 0, body_name: str | None = None,
                  run_dir: str | Path | None = None, selection: Selection | None = None, metrics_every: int = 10,
                  worlds: str = "process", first_agent: int = 0, threads: int | None = None, progress: bool = False,
-                 out=sys.stderr):
+                 out=sys.stderr, scores_every: int = 100):
         if size < 1:
             raise ValueError("population: --size must be >= 1")
         if worlds not in ("process", "inline"):
@@ -68,13 +68,15 @@ class Population:
         self.first = first_agent  # agent ids are first + i (a Ray group's agents are numbered across groups)
         self.selection = selection or Selection()
         self.metrics_every = metrics_every
+        self.scores_every = scores_every
         self.progress, self.out = progress, out
         self.worlds = WorldProcess(cfg, size, body_name) if worlds == "process" else Worlds(cfg, size, body_name)
         self.pipelined = worlds == "process" and size >= 2
         self.spec = self.worlds.spec
         half = size // 2
         self.groups = [list(range(half)), list(range(half, size))] if self.pipelined else [list(range(size))]
-        self.rules = [PopulationSurvival(self.spec, cfg.model, cfg.rule, len(g), seed + g[0]) for g in self.groups]
+        self.rules = [PopulationSurvival(self.spec, cfg.model, cfg.rule, len(g), seed + first_agent + g[0])
+                      for g in self.groups]
         self.rng = np.random.default_rng(seed + 7919)
         self.decisions = np.zeros(size, dtype=np.int64)
         self.body_steps = np.zeros(size, dtype=np.int64)
@@ -122,9 +124,9 @@ class Population:
         (d / "run.json").write_text(dumps({
             "kind": "population", "size": self.n, "seed": self.seed, "first_agent": self.first, "rule": "survival",
             "body": body_name or "arena", "select": s.method, "select_every": s.every, "select_fraction": s.fraction,
-            "select_window": s.window, "sigma": s.sigma, "agent_seeds": [self.seed + i for i in range(self.n)],
+            "select_window": s.window, "sigma": s.sigma, "agent_seeds": [self.seed + self.first + i for i in range(self.n)],
         }, indent=1))
-        for name in ("lives", "metrics", "lineage"):
+        for name in ("lives", "metrics", "lineage", "scores"):
             self._files[name] = open(d / f"{name}.jsonl", "a", buffering=1 << 14)
 
     def _write(self, name: str, rec: dict):
@@ -213,6 +215,8 @@ class Population:
 
         def tick():
             clock["done"] += 1
+            if self.scores_every and self.decisions[0] % self.scores_every == 0:
+                self._write("scores", {"step": int(self.decisions[0]), "scores": [score_json(x) for x in self.scores()]})
             now = time.perf_counter()
             if self.progress and now - clock["t"] >= 1.0:
                 self._progress((clock["done"] - clock["d"]) * self.n / (now - clock["t"]), clock["done"])
@@ -252,23 +256,27 @@ class Population:
         plan = self.selection.plan(scores, self.rng)
         recs = []
         for child, parent in plan:
-            st = self.selection.perturb(self.agent_state(parent), self.rng)
-            self.load_agent_state(child, st)
-            self.history[child] = list(self.history[parent])
-            recs.append(self.lineage_record(child, parent, scores, st))
+            perturbed = self.adopt(child, self.export_agent(parent), int(self.rng.integers(2**62)))
+            recs.append(self.lineage_record(child, parent, scores, perturbed))
         self.rounds += 1
         self.replacements += len(plan)
         return recs
 
-    def lineage_record(self, child, parent, scores, st, child_id=None, parent_id=None) -> dict:
-        rec = {"round": self.rounds + 1, "step": int(self.decisions.max()),
-               "child": self.first + child if child_id is None else child_id,
-               "parent": self.first + parent if parent_id is None else parent_id,
-               "why": f"{self.selection.method}: recent survival {_fmt(scores[child])} < {_fmt(scores[parent])} "
-                      f"(Kaplan-Meier median of the last {self.selection.window} lives and the current one)",
-               "child_score": _num(scores[child]), "parent_score": _num(scores[parent]),
-               "sigma": self.selection.sigma, "lr_factor": st["lr_factor"],
-               "lr_min": round(st["lr_min"], 6), "lr_max": round(st["lr_max"], 6)}
+    def export_agent(self, a: int) -> dict:
+        """What a copy of agent a takes: its learning state and the lives its score is read from."""
+        return {"state": self.agent_state(a), "history": list(self.history[a])}
+
+    def adopt(self, a: int, exported: dict, perturb_seed: int) -> dict:
+        """Agent a becomes a perturbed copy of an exported agent; returns how it was perturbed and its size."""
+        st = self.selection.perturb(exported["state"], np.random.default_rng(perturb_seed))
+        self.load_agent_state(a, st)
+        self.history[a] = list(exported["history"])
+        return {"lr_factor": st["lr_factor"], "lr_min": st["lr_min"], "lr_max": st["lr_max"],
+                "bytes": state_nbytes(exported)}
+
+    def lineage_record(self, child, parent, scores, st) -> dict:
+        rec = self.selection.lineage(self.rounds + 1, int(self.decisions.max()), self.first + child,
+                                     self.first + parent, scores[child], scores[parent], st)
         self._write("lineage", rec)
         return rec
 
@@ -279,13 +287,12 @@ class Population:
         return {"agent": self.first + a, "seed": self.seed + self.first + a, "decisions": int(self.decisions[a]),
                 "body_steps": int(self.body_steps[a]), "lives_completed": len(lv),
                 "median_lifespan_learning": median(lv), "current_life": int(self.life_steps[a]),
-                "score": _num(self.selection.score(self.history[a], int(self.life_steps[a]))),
+                "score": score_json(self.selection.score(self.history[a], int(self.life_steps[a]))),
                 "rollbacks": int(rule.rollbacks[j]), "faults": int(rule.faults[j]),
                 "lr_min": round(float(rule.lr_min[j]), 6), "lr_max": round(float(rule.lr_max[j]), 6)}
 
     def summary(self, done: int, wall: float) -> dict:
         agents = [self.agent_summary(a) for a in range(self.n)]
-        order = sorted(range(self.n), key=lambda a: (agents[a]["score"] if agents[a]["score"] is not None else math.inf))
         all_lives = [x for lv in self.lives for x in lv]
         return {
             "kind": "population", "size": self.n, "seed": self.seed, "steps": done, "agent_decisions": done * self.n,
@@ -293,20 +300,19 @@ class Population:
             "threads": torch.get_num_threads(), "worlds": "process" if self.pipelined else "inline",
             "select": self.selection.method, "rounds": self.rounds, "replacements": self.replacements,
             "lives_completed": len(all_lives), "median_lifespan_learning": median(all_lives),
-            "best_agent": self.first + order[-1], "median_agent": self.first + order[(self.n - 1) // 2],
-            "agents": agents,
+            **best_and_median(agents), "agents": agents,
         }
+
+    def weights_of(self, a: int) -> dict:
+        """Agent a as a lone run's weights.pt (what `edge-runtime eval --policy` reads)."""
+        return {"model": self.state_dict_of(a), "towers": "split", "spec": self.spec.to_dict(),
+                "model_cfg": section_to_dict(self.cfg.model), "rule": "survival", "steps": int(self.decisions[a])}
 
     def save_weights(self):
         """Each agent as a lone run's weights.pt, under agents/NN/."""
-        if not self.run_dir:
-            return
-        for a in range(self.n):
-            d = self.run_dir / "agents" / f"{self.first + a:02d}"
-            d.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": self.state_dict_of(a), "towers": "split", "spec": self.spec.to_dict(),
-                        "model_cfg": section_to_dict(self.cfg.model), "rule": "survival",
-                        "steps": int(self.decisions[a])}, d / "weights.pt")
+        if self.run_dir:
+            for a in range(self.n):
+                save_agent_weights(self.run_dir, self.first + a, self.weights_of(a))
 
     def close(self, summary: dict | None = None):
         if self.run_dir:
@@ -319,9 +325,26 @@ class Population:
         self.worlds.close()
 
 
-def _num(x: float):
-    return None if math.isinf(x) else round(float(x), 1)
+def save_agent_weights(run_dir: Path, agent: int, weights: dict):
+    d = Path(run_dir) / "agents" / f"{agent:02d}"
+    d.mkdir(parents=True, exist_ok=True)
+    torch.save(weights, d / "weights.pt")
 
 
-def _fmt(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.0f}"
+def best_and_median(agents: list[dict]) -> dict:
+    """The agents ranked by recent survival."""
+    order = sorted(agents, key=lambda r: r["score"])
+    return {"best_agent": order[-1]["agent"], "median_agent": order[(len(order) - 1) // 2]["agent"]}
+
+
+def state_nbytes(obj) -> int:
+    """Bytes of the tensors and arrays in an exported agent (what crosses the network when it is copied)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(state_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_nbytes(v) for v in obj)
+    return 8 if isinstance(obj, (int, float)) else 0

@@ -3,7 +3,7 @@
 Score of an agent = the Kaplan-Meier median of its recent lives: its last `window` completed lives (deaths)
 and the life it is living now, which has not ended and so counts as censored (it lasted at least this long).
 An agent whose current life is already longer than its median is not judged by its past alone, and one
-that never died has a median of at least its current life. No reward enters: only how long lives lasted.
+that never died scores its current life (the median's lower bound). No reward enters: only how long lives lasted.
 
 Every G decisions, the `fraction` of agents ranked lowest are replaced:
     pbt         each takes the parameters and learning state of an agent drawn from the top `fraction`
@@ -13,7 +13,6 @@ self-made rate's range [lr_min, lr_max] scaled by a factor drawn from {0.8, 1.25
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,9 @@ METHODS = ("none", "pbt", "tournament")
 def km_median(lengths: list[float], censored: list[bool]) -> float:
     """Kaplan-Meier median survival: the first length where the survival estimate falls to 1/2 or below.
 
-    inf when it never does (more than half the lives still going at their length)."""
+    When it never does (half or more of the lives have not ended), the median is only known to be beyond the
+    longest life seen: that length is returned, a lower bound (an agent that has not died yet scores its
+    current life, never an unbounded value that would rank a newborn above a veteran)."""
     if not lengths:
         return 0.0
     order = sorted(zip(lengths, censored), key=lambda x: (x[0], x[1]))  # deaths before censorings at a tie
@@ -36,7 +37,7 @@ def km_median(lengths: list[float], censored: list[bool]) -> float:
             if s <= 0.5:
                 return float(t)
         at_risk -= 1
-    return math.inf
+    return float(order[-1][0]) if order else 0.0
 
 
 @dataclass
@@ -95,3 +96,21 @@ class Selection:
         state["lr_min"], state["lr_max"] = lo, hi
         state["lr_factor"] = f
         return state
+
+    def lineage(self, round_: int, step: int, child: int, parent: int, child_score: float, parent_score: float,
+                perturbed: dict) -> dict:
+        """One line of lineage.jsonl: who replaced whom, when, why, and how the copy was perturbed."""
+        return {"round": round_, "step": step, "child": child, "parent": parent,
+                "why": f"{self.method}: recent survival {_fmt(child_score)} < {_fmt(parent_score)} "
+                       f"(Kaplan-Meier median of the last {self.window} lives and the current one)",
+                "child_score": score_json(child_score), "parent_score": score_json(parent_score),
+                "sigma": self.sigma, "lr_factor": perturbed["lr_factor"],
+                "lr_min": round(perturbed["lr_min"], 6), "lr_max": round(perturbed["lr_max"], 6)}
+
+
+def score_json(x: float) -> float:
+    return round(float(x), 1)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.0f}"

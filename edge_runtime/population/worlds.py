@@ -12,8 +12,11 @@ the population step on the second core while the brains of the other half learn 
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+import socket
+import subprocess
+import sys
 import traceback
+from multiprocessing.connection import Connection
 
 import numpy as np
 
@@ -77,13 +80,16 @@ class Worlds:
             b.close()
 
 
-def _serve(conn, cfg, n, body_name):
+def _serve(conn):
+    """The worlds' process: builds Worlds from the first message, then answers commands until `close`."""
     try:
+        _, (cfg, n, body_name) = conn.recv()
         w = Worlds(cfg, n, body_name)
         conn.send(("ok", w.spec))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
+    commands = {"reset": w.reset, "step": w.step, "counters": w.counters}
     try:
         while True:
             cmd, args = conn.recv()
@@ -92,22 +98,37 @@ def _serve(conn, cfg, n, body_name):
                 conn.send(("ok", None))
                 return
             try:
-                conn.send(("ok", getattr(w, cmd)(*args)))
+                conn.send(("ok", commands[cmd](*args)))
             except Exception:  # noqa: BLE001
                 conn.send(("error", traceback.format_exc(limit=3)))
     except (EOFError, KeyboardInterrupt):
         w.close()
 
 
+def vm_hwm_mb(pid: int | str = "self") -> float:
+    """Peak resident memory of a process from /proc (VmHWM). Unlike getrusage's ru_maxrss it starts afresh at
+    exec, so a child does not inherit the peak of the parent it was forked from."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
 class WorldProcess:
-    """Worlds in a child process (spawned: no torch state is forked). step_async/step_wait overlap it with work here."""
+    """Worlds in a child process, step_async/step_wait overlapping it with work here.
+
+    The child is a fresh interpreter (`python -m edge_runtime.population.worlds FD`) talking pickled messages
+    over a socket pair: no torch state is forked, and unlike multiprocessing's spawn it never re-imports the
+    parent's __main__ (a script without a main guard, or a REPL, works)."""
 
     def __init__(self, cfg: Config, n: int, body_name: str | None = None):
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, cfg, n, body_name), daemon=True, name="edge-worlds")
-        self.proc.start()
-        child.close()
+        mine, theirs = socket.socketpair()
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.population.worlds", str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(),))
+        theirs.close()
+        self.conn = Connection(mine.detach())
+        self._send("start", (cfg, n, body_name))
         self.spec = self._reply("starting")
         self.repeat = cfg.runtime.repeat_for(self.spec)
         self._pending = False
@@ -121,15 +142,21 @@ class WorldProcess:
             raise RuntimeError(f"WorldProcess ({what}): {value}")
         return value
 
+    def _send(self, cmd, args):
+        try:
+            self.conn.send((cmd, args))
+        except OSError:  # the socket's other end is gone
+            raise RuntimeError(f"WorldProcess: the worlds' process died (exit {self.proc.poll()}; {cmd})") from None
+
     def _call(self, cmd, *args):
-        self.conn.send((cmd, args))
+        self._send(cmd, args)
         return self._reply(cmd)
 
     def reset(self, seeds):
         return self._call("reset", list(seeds))
 
     def step_async(self, actions, rows=None):
-        self.conn.send(("step", (actions, rows)))
+        self._send("step", (actions, rows))
         self._pending = True
 
     def step_wait(self):
@@ -143,15 +170,26 @@ class WorldProcess:
     def counters(self):
         return self._call("counters")
 
+    def peak_rss_mb(self) -> float:
+        """The worlds' process's peak resident memory (VmHWM; Linux)."""
+        return vm_hwm_mb(self.proc.pid)
+
     def close(self):
-        if self.proc.is_alive():
+        if self.proc.poll() is None:
             try:
                 if self._pending:
                     self.step_wait()
                 self._call("close")
-            except (RuntimeError, BrokenPipeError, EOFError):
+            except (RuntimeError, OSError, EOFError):
                 pass
-            self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.conn.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.conn.closed:
+            self.conn.close()
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])))
