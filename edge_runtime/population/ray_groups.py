@@ -117,7 +117,7 @@ def run_on_ray(cfg, size, steps, seed, body, run_dir, sel: Selection, address="a
     if groups < 1 or groups > size:
         raise ValueError(f"--groups: must be in 1..--size ({size}), got {groups}")
     ray = connect(address, num_cpus=max(groups * cpus_per_group, 1) if address == "local" else None)
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # actors on other nodes write their groups/K/ at this same absolute path
     run_dir.mkdir(parents=True, exist_ok=True)
     remote = ray.remote(num_cpus=cpus_per_group)(GroupActor)
     layout = split(size, groups)
