@@ -231,3 +231,17 @@ def test_bench_population_prints_its_contract():
             assert r[k] > 0, k
         assert r["rss_per_agent_mb"] == pytest.approx(r["peak_rss_mb"] / r["size"], abs=0.1)
     assert recs[1]["ray_selection_round_ms"] > 0 and recs[1]["ray_rounds"] >= 1
+
+
+def test_bench_selection_compares_both_methods_frozen_beside_the_baselines(tmp_path):
+    rc, out, err = run_cli("bench", "selection", "--size", "2", "--steps", "120", "--seeds", "1", "--select-every",
+                           "40", "--lives", "1", "--cap", "60", "--take-off", "10", "--out", str(tmp_path), "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert [(r["method"], r["agent_steps"]) for r in res["runs"]] == [("none", 240), ("pbt", 240)]
+    assert all(r["take_off_step"] == 100 for r in res["runs"])  # lives of 60+ body steps by the first scores line
+    got = {(r["method"], r["role"], r["mode"]) for r in res["evaluations"]}
+    for m in ("none", "pbt"):
+        assert {(m, "best", "sample"), (m, "best", "greedy"), (m, "median", "sample"), (m, "median", "greedy")} <= got
+    assert {("random", "baseline", "sample"), ("stationary", "baseline", "sample")} <= got
+    assert (tmp_path / "table.txt").exists()
