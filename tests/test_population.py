@@ -134,7 +134,7 @@ def run_cli(*args):
 def test_population_command_writes_lives_lineage_and_weights_an_eval_reads(tmp_path):
     d = tmp_path / "pop"
     rc, out, err = run_cli("population", "--size", "4", "--steps", "60", "--seed", "0", "--select", "pbt",
-                           "--select-every", "10", "--run-dir", str(d), "--json")
+                           "--select-every", "10", "--worlds", "process", "--run-dir", str(d), "--json")
     assert rc == 0, err
     s = json.loads(out.strip().splitlines()[-1])
     assert s["size"] == 4 and s["steps"] == 60 and s["agent_decisions"] == 240 and s["worlds"] == "process"

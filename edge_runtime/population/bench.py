@@ -2,7 +2,8 @@
 
 For each N in --sizes, measured in this one benchmark run, each part in fresh processes:
 
-    population   one process holds N agents (`Population`, worlds as --worlds, torch threads --threads);
+    population   one process holds N agents (`Population`, worlds as --worlds, torch threads --threads, both
+                 defaulting as `edge-runtime population` does);
                  `--warmup` decisions per agent, then the clock runs for `--steps` decisions per agent:
                  agent_decisions_per_s = N * steps / wall
     lone         the same N agents (seeds seed .. seed + N - 1, the same rule, config and arena) as N single-agent
@@ -40,6 +41,8 @@ def _load(cfg_path: str) -> Config:
 
 
 def worker_population(cfg_path, size, steps, warmup, seed, worlds, threads) -> dict:
+    import torch
+
     from .runner import Population
 
     pop = Population(_load(cfg_path), size, seed, worlds=worlds, threads=threads)
@@ -59,6 +62,7 @@ def worker_population(cfg_path, size, steps, warmup, seed, worlds, threads) -> d
     finally:
         pop.close()
     return {"wall_s": wall, "agent_decisions_per_s": size * steps / wall, "local_round_one_copy_ms": copy_ms,
+            "threads": torch.get_num_threads(),
             "brains_rss_mb": vm_hwm_mb(), "worlds_rss_mb": worlds_mb}
 
 
@@ -154,7 +158,7 @@ def bench_population(cfg: Config, sizes: list[int], steps: int, warmup: int, see
                    "local_round_one_copy_ms": None if pop["local_round_one_copy_ms"] is None
                    else round(pop["local_round_one_copy_ms"], 2),
                    "steps": steps, "warmup": warmup, "seed": seed, "worlds": worlds,
-                   "threads": threads or cfg.runtime.threads, "lone_jobs": lone_jobs}
+                   "threads": pop["threads"], "lone_jobs": lone_jobs}
             if n == ray_size:
                 rec.update(ray_round(cfg, n, max(4 * select_every, steps), seed, select_every))
             records.append(rec)

@@ -35,10 +35,12 @@ def add_parser(sub):
                    help="run groups of agents as Ray actors: auto or ADDRESS joins a running cluster "
                         "(ray.init(address=...)), local starts one here; selection across groups by this driver")
     p.add_argument("--groups", type=int, default=2, help="with --ray: Ray actors the agents are split over")
-    p.add_argument("--worlds", default="process", choices=["process", "inline"],
-                   help="the agents' worlds in their own process, stepping while the brains learn (default), "
-                        "or in this process")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default runtime.threads)")
+    p.add_argument("--worlds", default="inline", choices=["process", "inline"],
+                   help="inline (default): all agents one batch, the worlds stepped here between batches; process: "
+                        "the worlds in their own process, stepping for one half while the other half learns")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of the brains (default: every core, less one with --worlds process; "
+                        "with --ray: 1 per actor)")
     p.add_argument("--metrics-every", type=int, default=10, help="one metrics line per agent every K decisions")
     p.add_argument("--json", action="store_true", help="print only the JSON summary")
     p.add_argument("--no-progress", action="store_true")

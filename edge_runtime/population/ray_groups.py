@@ -50,7 +50,7 @@ class GroupActor:
         from .runner import Population
 
         self.pop = Population(cfg, size, seed, body, run_dir, Selection("none"), metrics_every=metrics_every,
-                              worlds=worlds, first_agent=first, threads=threads)
+                              worlds=worlds, first_agent=first, threads=threads or 1)
         self.done = 0
         self.wall = 0.0
 

@@ -9,10 +9,13 @@
         dead agents: life recorded, body respawned, thought cleared
         every G decisions (--select pbt|tournament): the lowest by recent survival take perturbed copies
 
-With `pipeline` (the default when the worlds live in their own process), the agents are two halves A and
-B: while the worlds of A step in the worlds' process, the brains of B learn and decide here, and the
-other way round; each agent still senses, decides, acts and learns in its own order, one decision at a
-time, so what an agent does is what it would do without the pipeline.
+With `worlds="process"`, the worlds live in their own process and the agents are two halves A and B:
+while the worlds of A step there, the brains of B learn and decide here, and the other way round; each
+agent still senses, decides, acts and learns in its own order, one decision at a time, so what an agent does
+is what it would do without the pipeline. With `worlds="inline"` (the default: faster on 2 cores, measured
+in docs/population.md) all agents are one batch and the worlds step in this process between batches.
+
+Torch threads default to every core the process may use (one less with the worlds' process).
 
 Run directory: config.toml, run.json, lives.jsonl ({"agent", "life", "length", "step", "body_step",
 "cause"}), metrics.jsonl (one line per agent every `metrics_every` decisions), lineage.jsonl (selection),
@@ -23,6 +26,7 @@ summary.json.
 from __future__ import annotations
 
 import ctypes
+import os
 import logging
 import sys
 import time
@@ -41,6 +45,12 @@ from .worlds import WorldProcess, Worlds
 log = logging.getLogger("edge_runtime.population")
 
 
+def default_threads(worlds: str) -> int:
+    """Every core this process may use for the brains' arithmetic, less one for the worlds' own process."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1) if worlds == "process" else cores
+
+
 def keep_freed_memory():
     """glibc returns large freed blocks to the kernel at once, so the next step's same-sized tensors (a 16-agent
     layer is megabytes) fault their pages in again: a third of a population step on this machine. Keep freed
@@ -56,14 +66,14 @@ def keep_freed_memory():
 class Population:
     def __init__(self, cfg: Config, size: int, seed: int = 0, body_name: str | None = None,
                  run_dir: str | Path | None = None, selection: Selection | None = None, metrics_every: int = 10,
-                 worlds: str = "process", first_agent: int = 0, threads: int | None = None, progress: bool = False,
+                 worlds: str = "inline", first_agent: int = 0, threads: int | None = None, progress: bool = False,
                  out=sys.stderr, scores_every: int = 100):
         if size < 1:
             raise ValueError("population: --size must be >= 1")
         if worlds not in ("process", "inline"):
             raise ValueError(f"population: worlds must be process|inline, got {worlds!r}")
         keep_freed_memory()
-        torch.set_num_threads(threads or cfg.runtime.threads)
+        torch.set_num_threads(threads or default_threads(worlds))
         self.cfg, self.n, self.seed = cfg, size, seed
         self.first = first_agent  # agent ids are first + i (a Ray group's agents are numbered across groups)
         self.selection = selection or Selection()
@@ -71,6 +81,7 @@ class Population:
         self.scores_every = scores_every
         self.progress, self.out = progress, out
         self.worlds = WorldProcess(cfg, size, body_name) if worlds == "process" else Worlds(cfg, size, body_name)
+        self.worlds_mode = worlds
         self.pipelined = worlds == "process" and size >= 2
         self.spec = self.worlds.spec
         half = size // 2
@@ -297,7 +308,7 @@ class Population:
         return {
             "kind": "population", "size": self.n, "seed": self.seed, "steps": done, "agent_decisions": done * self.n,
             "wall_s": round(wall, 2), "agent_decisions_per_s": round(done * self.n / wall, 1) if wall > 0 else None,
-            "threads": torch.get_num_threads(), "worlds": "process" if self.pipelined else "inline",
+            "threads": torch.get_num_threads(), "worlds": self.worlds_mode,
             "select": self.selection.method, "rounds": self.rounds, "replacements": self.replacements,
             "lives_completed": len(all_lives), "median_lifespan_learning": median(all_lives),
             **best_and_median(agents), "agents": agents,
