@@ -101,14 +101,13 @@ def split(size: int, groups: int) -> list[tuple[int, int]]:
 
 
 def connect(address: str, num_cpus: int | None = None):
-    """`auto` or `ray://host:10001` / `host:6379` joins a running cluster; `local` starts one in this process."""
+    """`auto` or `host:6379` joins a running cluster; `local` starts one in this process."""
     ray = _import_ray()
     if not ray.is_initialized():
-        kw = {"include_dashboard": False, "log_to_driver": False}
         if address == "local":
-            ray.init(num_cpus=num_cpus, **kw)
-        else:
-            ray.init(address=address, **kw)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        else:  # a running cluster: its head decided about the dashboard
+            ray.init(address=address, log_to_driver=False)
     return ray
 
 
