@@ -54,6 +54,12 @@ def eyes_at(sense: Sense, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
+def eyes_input(sense: Sense, hw: tuple[int, int]) -> np.ndarray:
+    """(6, h, w) float32 in [-1, 1]: left RGB then right RGB, what the brain's eyes take."""
+    x = np.concatenate(eyes_at(sense, hw), 2).astype(np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1) * (2.0 / 255.0) - 1.0)
+
+
 def body_vector(sense: Sense, touch_channels: int) -> np.ndarray:
     """(2 + touch,) float32: hp, energy, touch channels, each as its own input (not an image bar)."""
     v = np.empty(2 + touch_channels, np.float32)

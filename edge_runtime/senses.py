@@ -1,10 +1,9 @@
 """Turn a Sense into model inputs: raw pixels and body vector, no hand-made features."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .acting import body_vector, eyes_at
+from .acting import body_vector, eyes_input
 from .body import BodySpec, Sense
 
 
@@ -15,9 +14,7 @@ class SenseEncoder:
 
     def eyes(self, sense: Sense) -> torch.Tensor:
         """(1, 6, h, w) float32: left RGB then right RGB, scaled to [-1, 1]."""
-        x = np.concatenate(eyes_at(sense, (self.h, self.w)), 2).astype(np.float32)
-        x = x.transpose(2, 0, 1)[None] * (2.0 / 255.0) - 1.0
-        return torch.from_numpy(np.ascontiguousarray(x))
+        return torch.from_numpy(eyes_input(sense, (self.h, self.w))[None])
 
     def body(self, sense: Sense) -> torch.Tensor:
         """(1, 2 + touch) float32: hp, energy, touch channels, each as its own input (not an image bar)."""

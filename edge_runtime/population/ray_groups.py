@@ -28,6 +28,7 @@ import numpy as np
 
 from ..jsonout import dumps
 from ..runtime import median
+from .runner import best_and_median, save_agent_weights
 from .selection import Selection
 
 
@@ -168,8 +169,6 @@ def run_on_ray(cfg, size, steps, seed, body, run_dir, sel: Selection, address="a
         parts = ray.get([a.summary.remote() for a in actors])
         all_lives = [x for part in ray.get([a.lives.remote() for a in actors]) for lv in part for x in lv]
         for w in ray.get([a.weights.remote() for a in actors]):
-            from .runner import save_agent_weights
-
             for agent, weights in w.items():
                 save_agent_weights(run_dir, agent, weights)
         ray.get([a.close.remote() for a in actors])
@@ -179,8 +178,6 @@ def run_on_ray(cfg, size, steps, seed, body, run_dir, sel: Selection, address="a
             ray.kill(a)
         if shutdown and address == "local":
             ray.shutdown()
-    from .runner import best_and_median
-
     agents = [r for p in parts for r in p["agents"]]
     summary = {
         "kind": "population", "ray": address, "size": size, "seed": seed, "steps": done,

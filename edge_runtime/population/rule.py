@@ -103,10 +103,8 @@ class PopulationSurvival:
         self.steps = np.zeros(n, dtype=np.int64)
         self.rollbacks = np.zeros(n, dtype=np.int64)
         self.faults = np.zeros(n, dtype=np.int64)
-        self.deaths = np.zeros(n, dtype=np.int64)
         self._cur = None
         self._bad = np.zeros(n, dtype=bool)
-        self._views = {}
         self.take_snapshot(list(range(n)))
 
     # ------------------------------------------------------------ per-agent coefficient broadcast
@@ -199,13 +197,14 @@ class PopulationSurvival:
         """(N, heads)"""
         return torch.stack([-(F.softmax(l, 1) * F.log_softmax(l, 1)).sum(1) for l in logits], 1)
 
-    def _objective(self, r, logits, actions, delta_sign: torch.Tensor, log_beta: np.ndarray):
-        """Per agent: D_i, and log pi_i(a_i) + sign_i * sum_h beta_h,i H_h,i (N,) each."""
+    def _objective(self, r, logits, actions, delta_sign: torch.Tensor, log_beta: np.ndarray, ent=None):
+        """Per agent: D_i, and log pi_i(a_i) + sign_i * sum_h beta_h,i H_h,i (N,) each. `ent`: the (N, heads)
+        entropies when the caller has them already."""
         d_est = self._main(r["loss"])
         idx = torch.tensor(actions, dtype=torch.long)
         logp = sum(F.log_softmax(l, 1).gather(1, idx[:, h:h + 1]).squeeze(1) for h, l in enumerate(logits))
         beta = torch.from_numpy(np.exp(log_beta)).float()
-        obj = logp + delta_sign * (beta * self._head_entropies(logits)).sum(1)
+        obj = logp + delta_sign * (beta * (self._head_entropies(logits) if ent is None else ent)).sum(1)
         return d_est, obj
 
     def _grads(self, d_est, obj, p_d, p_pi, keep: bool):
@@ -280,15 +279,16 @@ class PopulationSurvival:
             lr_scale = self.lr_min + (self.lr_max - self.lr_min) * u.detach().double().numpy()
         else:
             lr_scale = np.full(n, c.fixed_lr_scale)
-        ent = sum(-(F.softmax(l, 1) * F.log_softmax(l, 1)).sum(1) for l in logits).detach().double().numpy()
+        head_ent = self._head_entropies(logits)  # (N, heads), once: the metric, the weights' target, the objective
+        h = head_ent.detach().double().numpy()
+        ent = h.sum(1)
         if c.entropy_target > 0:
-            h = self._head_entropies(logits).detach().double().numpy()
             self.log_beta = np.clip(self.log_beta + c.entropy_adapt * (self.h_target - h), math.log(1e-4), math.log(10.0))
         ok = (~self._bad & np.isfinite(delta) & np.isfinite(lr_scale) & np.isfinite(d_now)
               & (np.abs(delta) <= c.max_abs_delta) & (self.lr_min * 0.999 <= lr_scale) & (lr_scale <= 1.0))
 
         sign = torch.from_numpy(np.copysign(1.0, -delta)).float()
-        d_est, obj = self._objective(r, logits, actions, sign, self.log_beta)
+        d_est, obj = self._objective(r, logits, actions, sign, self.log_beta, head_ent)
         g_d, g_pi = self._grads(d_est, obj, self.p_d, self.p_pi, keep=self.k_fc > 0)
         g_fc = self._forecast_grads(r["loss"][:, :self.k_fc], c_scaled, f_next) if self.k_fc else None
         decay = c.gamma * c.lam
@@ -321,7 +321,6 @@ class PopulationSurvival:
                   "entropy": float(ent[i]), "td_error": float(delta[i]), "discomfort": float(discomfort[i]),
                   "entropy_w": round(math.exp(max(self.log_beta[i])), 6)}
             if dead[i]:
-                self.deaths[i] += 1
                 mi["rollback"] = self._die(i, float(c_scaled[i]))
             elif c.rollback and self.steps[i] % c.rollback_every == 0:
                 snap_now.append(i)

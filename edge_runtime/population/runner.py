@@ -96,7 +96,6 @@ class Population:
         self.history: list[list[int]] = [[] for _ in range(size)]  # the lives selection scores (a copy inherits its parent's)
         self.rounds = 0
         self.replacements = 0
-        self.last: list[dict] = [{} for _ in range(size)]
         self.run_dir = Path(run_dir) if run_dir else None
         self._files = {}
         if self.run_dir:
@@ -160,7 +159,6 @@ class Population:
             self.decisions[a] += 1
             self.body_steps[a] += f.body_steps
             self.life_steps[a] += f.body_steps
-            self.last[a] = m
             if self.metrics_every and self.decisions[a] % self.metrics_every == 0:
                 rec = {"step": int(self.decisions[a]), "agent": self.first + a, "life": len(self.lives[a]) + 1,
                        "hp": round(inf["hp"], 4), "energy": round(inf["energy"], 4)}
@@ -226,7 +224,7 @@ class Population:
 
         def tick():
             clock["done"] += 1
-            if self.scores_every and self.decisions[0] % self.scores_every == 0:
+            if self.scores_every and "scores" in self._files and self.decisions[0] % self.scores_every == 0:
                 self._write("scores", {"step": int(self.decisions[0]), "scores": [score_json(x) for x in self.scores()]})
             now = time.perf_counter()
             if self.progress and now - clock["t"] >= 1.0:

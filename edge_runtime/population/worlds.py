@@ -20,23 +20,20 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from ..acting import act_repeat, body_vector, eyes_at
+from ..acting import act_repeat, body_vector, eyes_input
 from ..body import Revivable
 from ..config import Config
 
 
 def encode(senses, hw, touch: int) -> tuple[np.ndarray, np.ndarray]:
     """Senses -> (n, 6, h, w) float32 in [-1, 1] and (n, 2 + touch) float32, as SenseEncoder does per sense."""
-    eyes = np.stack([np.concatenate(eyes_at(s, hw), 2) for s in senses]).astype(np.float32)
-    eyes = eyes.transpose(0, 3, 1, 2) * (2.0 / 255.0) - 1.0
-    body = np.stack([body_vector(s, touch) for s in senses])
-    return np.ascontiguousarray(eyes), body
+    return np.stack([eyes_input(s, hw) for s in senses]), np.stack([body_vector(s, touch) for s in senses])
 
 
 class Worlds:
     """The bodies in this process."""
 
-    def __init__(self, cfg: Config, n: int, body_name: str | None = None, first: int = 0):
+    def __init__(self, cfg: Config, n: int, body_name: str | None = None):
         from ..bodies import make_body
 
         self.cfg = cfg
@@ -72,9 +69,6 @@ class Worlds:
                 fresh[j] = (e[0], b[0])
         return eyes, body, feels, info, fresh
 
-    def counters(self) -> list[dict]:
-        return [b.counters for b in self.bodies]
-
     def close(self):
         for b in self.bodies:
             b.close()
@@ -89,7 +83,7 @@ def _serve(conn):
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
-    commands = {"reset": w.reset, "step": w.step, "counters": w.counters}
+    commands = {"reset": w.reset, "step": w.step}
     try:
         while True:
             cmd, args = conn.recv()
@@ -166,9 +160,6 @@ class WorldProcess:
     def step(self, actions, rows=None):
         self.step_async(actions, rows)
         return self.step_wait()
-
-    def counters(self):
-        return self._call("counters")
 
     def peak_rss_mb(self) -> float:
         """The worlds' process's peak resident memory (VmHWM; Linux)."""
