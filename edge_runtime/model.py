@@ -279,12 +279,26 @@ class Brain(nn.Module):
         eyes, thought = self._inputs(eyes, thought)
         if self.towers == "shared":
             return self.policy(eyes, body, thought)
+        return self.split_forward(eyes, body, thought)[0]
+
+    def split_forward(self, eyes, body, thought, fixed=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Split towers on prepared inputs (see _inputs): (output, h, hd), h and hd the policy's and the discomfort
+        tower's hidden features. The policy's output layer reads hd, and the learning-rate head reads h, without
+        sending gradient into them: detached here. A graph that cannot detach (ONNX, edge_runtime/ort_net.py)
+        takes the same values in as inputs instead: fixed = (h, hd)."""
         h = self.policy.hidden(eyes, body, thought)
-        a = self.regions.actions
         hd = self.discomfort.hidden(eyes, body, thought)
-        loss = self.discomfort.out(hd)
-        p = self.policy.out(torch.cat([h, hd.detach()], 1) if self.cfg.actor_reads_critic else h)
-        lr = self.lr_head(h.detach())
+        h_read, hd_read = (h.detach(), hd.detach()) if fixed is None else fixed
+        out = self.assemble(self.policy_out(h, hd_read), self.discomfort.out(hd), self.lr_head(h_read))
+        return out, h, hd
+
+    def policy_out(self, h: torch.Tensor, hd_read: torch.Tensor) -> torch.Tensor:
+        """The policy tower's output layer: action logits, then the thought."""
+        return self.policy.out(torch.cat([h, hd_read], 1) if self.cfg.actor_reads_critic else h)
+
+    def assemble(self, p: torch.Tensor, loss: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """The one output tensor from the split towers' parts: actions, loss, lr, thought."""
+        a = self.regions.actions
         return torch.cat([p[:, :a], loss, lr, p[:, a:]], 1)
 
     def discomfort_estimate(self, eyes: torch.Tensor, body: torch.Tensor, thought: torch.Tensor) -> torch.Tensor:

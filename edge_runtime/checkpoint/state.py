@@ -18,6 +18,8 @@ log = logging.getLogger("edge_runtime.checkpoint")
 LIFESPANS_KEPT = 10_000  # the runner's lifespan list is kept up to this many recent lives
 # config sections that only say how this process runs, not what the agent is: they may change across a resume
 OPERATIONAL_SECTIONS = ("runtime", "checkpoint", "console", "service")
+# who computes the brain's passes, not what it is: a checkpoint written with one backend resumes on the other
+BACKEND_KEYS = ("model.backend", "model.ort_artifacts")
 
 
 def _body_state(body) -> dict | None:
@@ -83,6 +85,9 @@ def differences(state: dict, cfg: Config, spec) -> list[str]:
         saved.pop(s, None)
         now.pop(s, None)
     a, b = _flat(saved), _flat(now)
+    for k in BACKEND_KEYS:
+        a.pop(k, None)
+        b.pop(k, None)
     for k in sorted(set(a) | set(b)):
         if a.get(k, "<absent>") != b.get(k, "<absent>"):
             diffs.append(f"{k}: checkpoint {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..body import BodySpec
 from ..config import ModelConfig, RuleConfig
 from ..model import Brain
+from ..net import make_net
 from .base import Feeling, Rule
 from .seed_v1 import SeedV1
 from .survival import Survival
@@ -19,7 +20,7 @@ def build(spec: BodySpec, model_cfg: ModelConfig, rule_cfg: RuleConfig, seed: in
     towers = cls.towers if model_cfg.towers == "auto" else model_cfg.towers
     torch.manual_seed(seed)
     brain = Brain(spec, model_cfg, towers)
-    return cls(brain, rule_cfg, seed=seed)
+    return cls(brain, rule_cfg, seed=seed, net=make_net(brain, rule_cfg.name))
 
 
 __all__ = ["RULES", "Rule", "Feeling", "build", "Survival", "SeedV1"]

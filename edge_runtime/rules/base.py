@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from ..acting import Feeling  # noqa: F401  (re-exported: rules and tests import it from here)
 from ..config import RuleConfig
 from ..model import Brain
+from ..net import TorchNet
 from ..rollback import RollbackRing
 
 log = logging.getLogger("edge_runtime.rules")
@@ -28,8 +29,10 @@ class Rule:
     towers = "shared"
     learns = True  # a rule learns; an actor with an exported brain (edge_runtime/onnx_policy.py) does not
 
-    def __init__(self, brain: Brain, cfg: RuleConfig, seed: int = 0):
+    def __init__(self, brain: Brain, cfg: RuleConfig, seed: int = 0, net=None):
         self.brain = brain
+        # who runs the brain's passes (edge_runtime/net.py): torch autograd unless a backend is given
+        self.net = net if net is not None else TorchNet(brain)
         self.cfg = cfg
         self.gen = torch.Generator().manual_seed(seed)
         self.thought = brain.zero_thought()
@@ -83,7 +86,7 @@ class Rule:
     def act_frozen(self, eyes, body, greedy: bool = False) -> tuple[int, ...]:
         """Act without learning (evaluation): no graph, the thought still flows."""
         with torch.no_grad():
-            out = self.brain(eyes, body, self.thought)
+            out = self.net.forward(eyes, body, self.thought)
             bad = self._guard_output(out)
             if bad is not None:
                 self._pending_fault = None  # frozen: nothing to roll back, just do not crash
@@ -96,7 +99,7 @@ class Rule:
     def decide(self, eyes, body) -> tuple[int, ...]:
         """Forward with the graph kept for learn(), sample an action, keep the thought for the next input."""
         self.brain.observe(eyes)
-        out = self.brain(eyes, body, self.thought)
+        out = self.net.forward(eyes, body, self.thought)
         bad = self._guard_output(out)
         if bad is not None:
             return bad

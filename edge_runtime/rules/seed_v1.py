@@ -31,8 +31,8 @@ class SeedV1(Rule):
     name = "seed-v1"
     towers = "shared"
 
-    def __init__(self, brain, cfg, seed=0):
-        super().__init__(brain, cfg, seed)
+    def __init__(self, brain, cfg, seed=0, net=None):
+        super().__init__(brain, cfg, seed, net)
         self.params = list(brain.parameters())
         self._last_input = None
         self.take_snapshot()
@@ -55,7 +55,7 @@ class SeedV1(Rule):
         ent = float(self.entropy(logits).detach())
         if not self.finite(loss, lr):
             return self.fault("non-finite self-loss or self-LR")
-        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = self.net.grad(loss, self.params)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
         gnorm = float(sum(torch._foreach_norm(grads)))
         if not self.finite(gnorm):
@@ -74,9 +74,9 @@ class SeedV1(Rule):
     def _die(self) -> bool:
         rolled = self.cfg.rollback and self.rollback("death")
         eyes, body, thought = self._last_input
-        out = self.brain(eyes, body, thought)
+        out = self.net.forward(eyes, body, thought)
         neg = -(self.brain.split(out)["loss"] ** 2).mean()
-        grads = torch.autograd.grad(neg, self.params, allow_unused=True)
+        grads = self.net.grad(neg, self.params)
         if all(g is None or torch.isfinite(g).all() for g in grads):
             with torch.no_grad():
                 for p, g in zip(self.params, grads):

@@ -124,8 +124,8 @@ class Survival(Rule):
     name = "survival"
     towers = "split"
 
-    def __init__(self, brain, cfg, seed=0):
-        super().__init__(brain, cfg, seed)
+    def __init__(self, brain, cfg, seed=0, net=None):
+        super().__init__(brain, cfg, seed, net)
         if brain.towers != "split":
             raise ValueError("survival: needs model.towers = split (or auto)")
         g = brain.param_groups()
@@ -207,7 +207,7 @@ class Survival(Rule):
         # one backward pass for both: D reaches only the discomfort tower and the policy's objective only the
         # policy tower (it reads the discomfort features detached), so each parameter gets exactly its own
         # gradient, as two separate passes would give it
-        g = torch.autograd.grad([d_est, obj], self.p_d + self.p_pi, retain_graph=keep, allow_unused=True)
+        g = self.net.grad([d_est, obj], self.p_d + self.p_pi, retain_graph=keep)
         n = len(self.p_d)
         g_d, g_pi = g[:n], g[n:]
         g_pi = [torch.zeros_like(p) if x is None else x for p, x in zip(self.p_pi, g_pi)]
@@ -272,9 +272,8 @@ class Survival(Rule):
         if feel.dead:
             d_next, f_next = 0.0, torch.zeros(1, self.k_fc)
         else:
-            with torch.no_grad():
-                nxt = self.brain.discomfort_estimate(next_eyes, next_body, self.thought)
-                d_next, f_next = float(self._main(nxt)), nxt[:, :self.k_fc]
+            nxt = self.net.discomfort_estimate(next_eyes, next_body, self.thought)
+            d_next, f_next = float(self._main(nxt)), nxt[:, :self.k_fc]
         delta = c_scaled + c.gamma * d_next - d_now
         lr_scale, u = self._lr_scale(r["lr"])
         ent = float(self.entropy(logits).detach())
@@ -300,7 +299,7 @@ class Survival(Rule):
         self.delta_mad = 0.99 * self.delta_mad + 0.01 * abs(delta)
         target = math.tanh(abs(delta) / max(self.delta_mad, 1e-6))
         lr_loss = (u - target) ** 2
-        g_lr = torch.autograd.grad(lr_loss, self.p_lr)
+        g_lr = self.net.grad(lr_loss, self.p_lr)
         with torch.no_grad():
             torch._foreach_add_(self.p_lr, g_lr, alpha=-c.lr_head_step)
 
@@ -321,7 +320,7 @@ class Survival(Rule):
         is about to happen (food right ahead, a wall in front) long before the long-horizon D sorts it out.
             delta_k = c~ + gamma_k * F_k(s') - F_k(s);   g = sum_k delta_k grad F_k(s)"""
         d_k = (c_scaled + self.fc_gammas * f_next - f_now).detach()
-        g = list(torch.autograd.grad((d_k * f_now).sum(), self.p_d))
+        g = list(self.net.grad((d_k * f_now).sum(), self.p_d))
         return g, float(d_k.abs().max())
 
     def _forecast_step(self, g: tuple[list[torch.Tensor], float], lr_scale: float) -> bool:
@@ -350,7 +349,7 @@ class Survival(Rule):
             d_last = 0.0
             since = self._since_oldest
             for eyes, body, thought, action in list(self.window)[-since:] if since else []:
-                out = self.brain(eyes, body, thought)
+                out = self.net.forward(eyes, body, thought)
                 r, logits = self._policy(out)
                 d_last = float(self._main(r["loss"]).detach())
                 g_d, g_pi = self._grads(r, logits, action, -1.0)
