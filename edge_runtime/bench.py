@@ -30,6 +30,15 @@ def pool_map(fn, work: list[dict], jobs: int) -> list[dict]:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which starts afresh at exec; getrusage's ru_maxrss
+    does not (a child started by a big parent would report the parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -60,7 +69,9 @@ def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
 
     torch.set_num_threads(cfg.runtime.threads)
     with arena(cfg) as body:
+        t_build = time.perf_counter()
         rule = build(body.spec, cfg.model, cfg.rule, seed)
+        t_build = time.perf_counter() - t_build
         enc = SenseEncoder(body.spec, cfg.model.input_hw)
         s = body.reset(seed=seed)
         eyes, bv = enc(s)
@@ -85,6 +96,7 @@ def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
     return {
         "forward_ms": round(float(np.median(fwd)) * 1000, 3), "learn_ms": round(float(np.median(learn)) * 1000, 3),
         "step_ms": round(float(np.median(np.add(fwd, learn))) * 1000, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "backend": rule.net.name, "build_s": round(t_build, 2),
         "rule": rule.name, "params": n_params, "towers": rule.brain.towers, "threads": cfg.runtime.threads,
         "input_hw": list(cfg.model.input_hw), "steps_measured": steps, "ring_snapshot_mb": round(rule.ring.nbytes() / 2**20 / max(len(rule.ring), 1), 3),
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from .bodies import command
 from .config import Config
@@ -19,8 +20,10 @@ def add_bench_parsers(sub) -> None:
     ba.add_argument("--json", action="store_true")
     bs = bsub.add_parser("step", help="one agent step: forward and learn ms, peak RSS")
     _add_common(bs)
-    bs.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                    help="onnx: an exported brain (--policy) acting through ONNX Runtime, torch never imported")
+    bs.add_argument("--backend", choices=("torch", "onnx", "ort"), default="torch",
+                    help="onnx: an exported brain (--policy) acting through ONNX Runtime, torch never imported; "
+                         "ort: learning with model.backend = ort, and the torch backend measured beside it in its "
+                         "own process (the record's `torch`)")
     bs.add_argument("--policy", default=None, metavar="brain.onnx", help="the exported brain (--backend onnx)")
     bs.add_argument("--steps", type=int, default=300)
     bs.add_argument("--warmup", type=int, default=50)
@@ -298,7 +301,40 @@ def cmd_bench_step(args) -> int:
         raise UsageError("--policy goes with --backend onnx (the torch step bench measures a fresh brain)")
     from .bench import bench_step
 
-    return _print_figures(bench_step(load_config(args), args.steps, args.warmup, args.seed), args.json)
+    cfg = load_config(args)
+    if args.backend == "torch":
+        return _print_figures(bench_step(cfg, args.steps, args.warmup, args.seed), args.json)
+    return _print_figures(_bench_ort_step(args, cfg), args.json)
+
+
+def _bench_ort_step(args, cfg) -> dict:
+    """The ort backend in this process, then the torch backend on the same config in a child process: each peak
+    RSS is its own process's, and both come from one run."""
+    import dataclasses
+    import json
+    import subprocess
+
+    from .bench import bench_step
+
+    cfg.model = dataclasses.replace(cfg.model, backend="ort")
+    res = bench_step(cfg, args.steps, args.warmup, args.seed)
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "bench", "step", "--backend", "torch", "--json", "--steps",
+           str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed)]
+    cmd += ["--config", args.config] if args.config else []
+    for item in args.set or []:
+        if not item.startswith(("model.backend=", "model.ort_artifacts=")):
+            cmd += ["--set", item]
+    cmd += ["--rule", args.rule] if args.rule else []
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise UsageError(f"bench step: the torch backend's run failed: {out.stderr.strip()[-400:]}")
+    res["torch"] = {k: v for k, v in json.loads(out.stdout).items()
+                    if k in ("forward_ms", "learn_ms", "step_ms", "peak_rss_mb", "build_s")}
+    t = res["torch"]
+    res["learn_ms_vs_torch"] = round(res["learn_ms"] / t["learn_ms"], 3)
+    res["forward_ms_vs_torch"] = round(res["forward_ms"] / t["forward_ms"], 3)
+    res["peak_rss_vs_torch"] = round(res["peak_rss_mb"] / t["peak_rss_mb"], 3)
+    return res
 
 
 def _seeds(text: str) -> list[int]:

@@ -53,10 +53,8 @@ class _Frozen(nn.Module):
         return tuple(r[k] for k in OUTPUTS)
 
 
-def export(policy_path: str | Path, out: str | Path) -> dict:
-    """Write the brain at `policy_path` (run dir, weights.pt, or a checkpoint) as ONNX to `out`."""
-    import onnx
-
+def read_brain(policy_path: str | Path):
+    """(the saved record, its BodySpec, the frozen BrainPolicy) of a run directory, weights.pt or checkpoint."""
     from .evaluate import _read_frozen
 
     ck = _read_frozen(policy_path)
@@ -64,7 +62,14 @@ def export(policy_path: str | Path, out: str | Path) -> dict:
     spec = BodySpec(eye_shape=tuple(s["eye_shape"]), touch_channels=int(s["touch_channels"]),
                     action_heads=dict(s["action_heads"]), control_hz=float(s.get("control_hz", 10.0)),
                     name=str(s.get("name", "body")))
-    pol = load_brain_policy(policy_path, spec)
+    return ck, spec, load_brain_policy(policy_path, spec)
+
+
+def export(policy_path: str | Path, out: str | Path) -> dict:
+    """Write the brain at `policy_path` (run dir, weights.pt, or a checkpoint) as ONNX to `out`."""
+    import onnx
+
+    ck, spec, pol = read_brain(policy_path)
     brain = pol.rule.brain.eval()
     mcfg = pol.model_cfg
     h, w = mcfg.input_hw
@@ -86,6 +91,8 @@ def export(policy_path: str | Path, out: str | Path) -> dict:
     from .config import section_to_dict
 
     mc = section_to_dict(mcfg)
+    for k in ("backend", "ort_artifacts"):  # how it learned, not what it is: an exported brain acts the same
+        mc.pop(k, None)
     meta = {"format": FORMAT, "body_spec": json.dumps(spec.to_dict()), "action_heads": json.dumps(list(spec.action_heads.items())),
             "model_config": json.dumps(mc), "rule": str(ck.get("rule", "")), "steps": str(ck.get("steps", "")),
             "towers": brain.towers, "config_sha256": config_sha256(spec.to_dict(), mc)}

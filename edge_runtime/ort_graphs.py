@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import ConfigError
 from .model import Brain
 
 FORMAT = "edge-runtime-ort-graphs/1"
@@ -41,7 +42,7 @@ OPSET = 17
 NAMES = ("forward", "discomfort", "vjp_discomfort", "vjp_policy", "vjp_lr")
 
 
-class ArtifactsError(ValueError):
+class ArtifactsError(ConfigError):
     """Training graphs that do not belong to this brain, or are not there."""
 
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import ConfigError
 from .model import Brain
 
 INSTALL = ("pip install -e '.[ort-training]' (onnxruntime-training-cpu 1.19.2, x86_64 Linux/macOS/Windows; "
            "it replaces the plain onnxruntime package: see docs/onnx.md)")
 
 
-class OrtUnavailable(RuntimeError):
+class OrtUnavailable(ConfigError):
     """The ort backend cannot run here: the message says why and what to install."""
 
 
@@ -83,14 +84,27 @@ class OrtNet:
                      "vjp_policy": lambda c: np.concatenate([c[:, :a], c[:, lr:]], 1),
                      "vjp_lr": lambda c: c[:, lo:lr]}
         self._last = None  # (output leaf, data inputs, h, hd) of the last forward: what grad() differentiates
+        self._ptrs: list[int] = []
+        self._np: dict[str, np.ndarray] = {}
+
+    def _views(self) -> dict[str, np.ndarray]:
+        """The parameters as numpy views of the Brain's tensors. Updates, rollbacks and loads write into the same
+        storage; should anything ever give a parameter new storage, the views are made again."""
+        ptrs = [p.data_ptr() for p in self.params.values()]
+        if ptrs != self._ptrs:
+            self._ptrs = ptrs
+            self._np = {k: p.detach().numpy() for k, p in self.params.items()}
+        return self._np
 
     def _run(self, graph: str, data: dict, outputs=None) -> list[np.ndarray]:
         feed = {k: data[k] for k in self._data_inputs[graph]}
+        views = self._np
         for k in self._param_inputs[graph]:
-            feed[k] = self.params[k].detach().numpy()
+            feed[k] = views[k]
         return self.sessions[graph].run(outputs, feed)
 
     def _data(self, eyes, body, thought) -> dict:
+        self._views()  # once per pass: every graph run until the next one reads these views
         with torch.no_grad():
             e, t = self.brain._inputs(eyes, thought)
         return {"eyes_in": np.ascontiguousarray(e.numpy(), dtype=np.float32),
@@ -111,6 +125,7 @@ class OrtNet:
         if self._last is None:
             raise RuntimeError("OrtNet.grad before any forward()")
         leaf, data, h, hd = self._last
+        self._views()
         # the output-level graph is a few slices and softmaxes: kept, so the rule can ask for several gradients
         (cot,) = torch.autograd.grad(outputs, [leaf], retain_graph=True, allow_unused=True)
         if cot is None:
