@@ -144,3 +144,19 @@ def test_run_with_the_onnx_brain_acts_without_torch_and_the_console_refuses_to_l
             hook.run_command(r, s, {}, cmd, args)
     assert hook.run_command(r, s, {}, "learn", []) == "learning off"
     assert "learning off" in hook.run_command(r, s, {}, "status", [])
+
+
+def test_learning_with_model_backend_ort_says_what_to_install_where_onnxruntime_cannot_learn(tmp_path):
+    """The plain onnxruntime package (what `.[onnx]` installs, for acting) has no gradient kernels: asking it to
+    learn is a config error naming the key and the package to install. (With the training build, the same
+    command learns: tests/test_ort_training.py.)"""
+    from onnxruntime.capi import _pybind_state as C
+
+    p = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--sim", "--steps", "3", "--no-progress",
+                        "--run-dir", str(tmp_path / "run"), "--set", "model.backend=ort"],
+                       capture_output=True, text=True, timeout=300)
+    if hasattr(C, "GradientGraphBuilder"):
+        assert p.returncode == 0, p.stderr
+    else:
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "model.backend = ort" in p.stderr and "onnxruntime-training-cpu" in p.stderr
