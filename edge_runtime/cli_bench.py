@@ -301,6 +301,8 @@ def cmd_bench_step(args) -> int:
         raise UsageError("--policy goes with --backend onnx (the torch step bench measures a fresh brain)")
     from .bench import bench_step
 
+    if args.backend == "ort":
+        args.set = list(args.set or []) + ["model.backend=ort"]
     cfg = load_config(args)
     if args.backend == "torch":
         return _print_figures(bench_step(cfg, args.steps, args.warmup, args.seed), args.json)
@@ -310,13 +312,11 @@ def cmd_bench_step(args) -> int:
 def _bench_ort_step(args, cfg) -> dict:
     """The ort backend in this process, then the torch backend on the same config in a child process: each peak
     RSS is its own process's, and both come from one run."""
-    import dataclasses
     import json
     import subprocess
 
     from .bench import bench_step
 
-    cfg.model = dataclasses.replace(cfg.model, backend="ort")
     res = bench_step(cfg, args.steps, args.warmup, args.seed)
     cmd = [sys.executable, "-m", "edge_runtime.cli", "bench", "step", "--backend", "torch", "--json", "--steps",
            str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed)]

@@ -23,6 +23,8 @@ while learning, and they are a per-pixel affine map with no parameter to learn.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -39,6 +41,11 @@ class OrtUnavailable(ConfigError):
 
 def ort_training():
     """The onnxruntime module, checked to be a training build (it has the gradient builder and kernels)."""
+    if "onnxruntime" not in sys.modules:
+        # the training build's `import onnxruntime` tries to import ORTModule (torch training through ORT, which we
+        # do not use) and with it torch.onnx and more: 54 MB resident for nothing. An import that is known absent
+        # makes its check say "no ORTModule", as in a build without it.
+        sys.modules.setdefault("onnxruntime.training.ortmodule", None)
     try:
         import onnxruntime
         from onnxruntime.capi import _pybind_state as C
