@@ -73,3 +73,16 @@ def test_one_job_per_module_no_module_over_the_size_bar():
     assert len(sizes) > 40  # the walk found the packages
     big = {f: n for f, n in sizes.items() if n > MODULE_LINES and not f.startswith(ONE_FILE_PER_RULE)}
     assert big == {}
+
+
+def test_rules_run_the_brain_only_through_their_net():
+    """One rule, every backend (edge_runtime/net.py): a rule that called the brain or torch's autograd itself would
+    silently bypass model.backend = ort. Checked on the syntax tree (docstrings may name them)."""
+    bad = []
+    for f in sorted((ROOT / "edge_runtime" / "rules").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call):
+                fn = ast.unparse(node.func)
+                if fn in ("self.brain", "brain") or "autograd" in fn:
+                    bad.append(f"{f.name}:{node.lineno}: {fn}(...)")
+    assert bad == []
