@@ -108,7 +108,7 @@ def _examples(brain: Brain) -> dict[str, torch.Tensor]:
             "cot_in:vjp_policy": torch.zeros(1, r.actions + r.thought), "cot_in:vjp_lr": torch.zeros(1, r.lr)}
 
 
-def _export(brain: Brain, name: str, spec) -> "onnx.ModelProto":  # noqa: F821
+def _export(brain: Brain, name: str, spec):
     import io
 
     import onnx
