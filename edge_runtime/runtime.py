@@ -314,7 +314,8 @@ class Runner:
 
     def summary(self, done: int, wall: float) -> dict:
         return {
-            "rule": self.rule.name, "seed": self.seed, "steps": done, "body_steps": self.body_steps,
+            "rule": self.rule.name, "backend": self.rule.net.name if self.rule.learns else "onnx",
+            "seed": self.seed, "steps": done, "body_steps": self.body_steps,
             "wall_s": round(wall, 2), "steps_per_s": round(done / wall, 2) if wall > 0 else None,
             "lives_completed": len(self.lifespans), "median_lifespan_learning": median(self.lifespans),
             "median_lifespan_last50": median(self.lifespans[-50:]), "rollbacks": self.rule.rollbacks,
