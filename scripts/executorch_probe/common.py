@@ -1,7 +1,6 @@
 """Shared bits: build the project's brain, the two per-tower VJP modules, example inputs."""
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 def make_brain():
@@ -55,31 +54,8 @@ def make_vjp(brain, which):
     return VjpDiscomfort(brain) if which == "discomfort" else VjpPolicy(brain)
 
 
-# ort_graphs.py-style decompositions, in case the runtime lacks a kernel
-def _layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
-    dims = tuple(range(x.dim() - len(shape), x.dim()))
-    d = x - x.mean(dims, keepdim=True)
-    y = d / torch.sqrt((d * d).mean(dims, keepdim=True) + eps)
-    if weight is not None:
-        y = y * weight
-    return y + bias if bias is not None else y
-
-
-def _group_norm(x, groups, weight=None, bias=None, eps=1e-5):
-    assert groups == 1 and weight is None and bias is None
-    return _layer_norm(x, tuple(x.shape[1:]), eps=eps)
-
-
-class decomposed_ops:
-    def __enter__(self):
-        self.saved = F.hardswish, F.hardsigmoid, F.group_norm, F.layer_norm
-        F.hardswish = lambda x, inplace=False: x * torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
-        F.hardsigmoid = lambda x, inplace=False: torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
-        F.group_norm, F.layer_norm = _group_norm, _layer_norm
-
-    def __exit__(self, *a):
-        F.hardswish, F.hardsigmoid, F.group_norm, F.layer_norm = self.saved
-
+# the ort backend's decompositions (edge_runtime/ort_graphs.py), for --decomp
+from edge_runtime.ort_graphs import _differentiable_ops as decomposed_ops  # noqa: E402
 
 def vmhwm_mb():
     for line in open("/proc/self/status"):
