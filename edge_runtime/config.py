@@ -97,7 +97,7 @@ class RuleConfig:
     self_lr: bool = True  # False: the learning-rate region is ignored and fixed_lr_scale used
     fixed_lr_scale: float = 1.0
     lr_head_step: float = 0.01
-    max_abs_delta: float = 100.0  # a TD error beyond this is treated as a fault
+    max_abs_delta: float = 100.0  # an estimate's TD part |gamma*D(s') - D(s)| beyond this is a fault (runaway learning); the felt discomfort is not held to it
 
     def __post_init__(self):
         w = "rule"

@@ -151,3 +151,32 @@ def test_exploding_self_lr_is_caught(monkeypatch):
     m = r.learn(Feeling(0, -0.01, False), *enc(s))
     assert "fault" in m
     assert torch.equal(flat(r.brain.parameters()), good)
+
+
+def test_a_huge_felt_death_is_learned_from_and_a_runaway_estimate_is_a_fault():
+    """max_abs_delta guards the estimates (|gamma D(s') - D(s)|), not what the body felt: where deaths are rare the
+    scaled death discomfort passes 100 (CartPole), and it must still roll back and make the aversive step."""
+    arena, s, r, enc = setup("survival", rollback_every=1000)
+    e, b = enc(s)
+    r.take_snapshot()
+    snap = flat(r.brain.parameters())
+    for i in range(3):
+        if i == 2:  # a million decisions without a felt event before this death: its scaled discomfort is ~700
+            r.scale.load({"u": 0.0, "n": 10**6, "mean": 0.0, "m2": 1.0})
+        a = r.decide(e, b)
+        s = arena.act(a)
+        e, b = enc(s)
+        m = r.learn(Feeling(0.0, 0.0, i == 2), e, b)
+    assert abs(m["td_error"]) > r.cfg.max_abs_delta  # the felt part alone is beyond the bound ...
+    assert "fault" not in m and r.faults == 0 and m["rollback"]  # ... and it is a death, learned from
+    assert not torch.equal(flat(r.brain.parameters()), snap)
+    # an estimate that ran away is a fault: nothing reaches the parameters
+    with torch.no_grad():
+        r.brain.discomfort.out.bias += 1000.0
+    r.take_snapshot()
+    good = flat(r.brain.parameters())
+    a = r.decide(e, b)
+    s = arena.act(a)
+    m = r.learn(Feeling(0.0, 0.0, True), *enc(s))
+    assert "fault" in m and r.faults == 1
+    assert torch.equal(flat(r.brain.parameters()), good)

@@ -285,7 +285,8 @@ class PopulationSurvival:
         if c.entropy_target > 0:
             self.log_beta = np.clip(self.log_beta + c.entropy_adapt * (self.h_target - h), math.log(1e-4), math.log(10.0))
         ok = (~self._bad & np.isfinite(delta) & np.isfinite(lr_scale) & np.isfinite(d_now)
-              & (np.abs(delta) <= c.max_abs_delta) & (self.lr_min * 0.999 <= lr_scale) & (lr_scale <= 1.0))
+              & (np.abs(c.gamma * d_next - d_now) <= c.max_abs_delta)  # the estimate, not the felt (as the lone rule)
+              & (self.lr_min * 0.999 <= lr_scale) & (lr_scale <= 1.0))
 
         sign = torch.from_numpy(np.copysign(1.0, -delta)).float()
         d_est, obj = self._objective(r, logits, actions, sign, self.log_beta, head_ent)
@@ -380,7 +381,7 @@ class PopulationSurvival:
                 torch._foreach_mul_(z_pi, decay)
                 torch._foreach_add_(z_pi, g_pi)
             delta = c_death - d_last
-            if math.isfinite(delta) and abs(delta) <= c.max_abs_delta:
+            if math.isfinite(delta) and abs(d_last) <= c.max_abs_delta:
                 _, _, ok = self._bounded_step(np.array([delta]), np.array([self.lr_max[i]]), np.array([True]),
                                               p_d, p_pi, z_d, z_pi)
                 if ok[0]:

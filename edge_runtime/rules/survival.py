@@ -278,7 +278,12 @@ class Survival(Rule):
         lr_scale, u = self._lr_scale(r["lr"])
         ent = float(self.entropy(logits).detach())
         self._adapt_entropy(logits)
-        if not self.finite(delta, lr_scale, d_now) or abs(delta) > c.max_abs_delta or not (c.lr_min * 0.999 <= lr_scale <= 1.0):
+        # a runaway estimate is a fault; a large felt discomfort is not. The death's scaled discomfort grows as
+        # deaths get rarer (the running std of a mostly-zero signal shrinks): in CartPole, where death is the
+        # only felt event, it passed 100 once lives grew long, and checking delta itself then faulted every death
+        # and silenced learning from death. ObGD bounds the step whatever delta's size.
+        if (not self.finite(delta, lr_scale, d_now) or abs(c.gamma * d_next - d_now) > c.max_abs_delta
+                or not (c.lr_min * 0.999 <= lr_scale <= 1.0)):
             return self.fault(f"delta={delta} self_lr={lr_scale}")
 
         g_d, g_pi = self._grads(r, logits, action, math.copysign(1.0, -delta), keep=self.k_fc > 0)
@@ -358,7 +363,7 @@ class Survival(Rule):
                 torch._foreach_mul_(self.z_pi, decay)
                 torch._foreach_add_(self.z_pi, g_pi)
             delta = c_death - d_last
-            if self.finite(delta) and abs(delta) <= c.max_abs_delta:
+            if self.finite(delta) and abs(d_last) <= c.max_abs_delta:  # as in learn(): the estimate, not the felt
                 if self._bounded_step(delta, c.lr_max) is None:
                     self.fault("non-finite trace in aversive replay")
         torch._foreach_zero_(self.z_d)
