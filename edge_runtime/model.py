@@ -267,7 +267,7 @@ class Brain(nn.Module):
         if self.eye_norm is not None:
             self.eye_norm.update(eyes)
 
-    def _inputs(self, eyes: torch.Tensor, thought: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(self, eyes: torch.Tensor, thought: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What every tower reads: standardised eyes, and the thought (zeros in the thought ablation)."""
         if not self.cfg.thought_feedback:
             thought = torch.zeros_like(thought)
@@ -276,13 +276,13 @@ class Brain(nn.Module):
         return eyes, thought
 
     def forward(self, eyes: torch.Tensor, body: torch.Tensor, thought: torch.Tensor) -> torch.Tensor:
-        eyes, thought = self._inputs(eyes, thought)
+        eyes, thought = self.prepare(eyes, thought)
         if self.towers == "shared":
             return self.policy(eyes, body, thought)
         return self.split_forward(eyes, body, thought)[0]
 
     def split_forward(self, eyes, body, thought, fixed=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Split towers on prepared inputs (see _inputs): (output, h, hd), h and hd the policy's and the discomfort
+        """Split towers on prepared inputs (see prepare): (output, h, hd), h and hd the policy's and the discomfort
         tower's hidden features. The policy's output layer reads hd, and the learning-rate head reads h, without
         sending gradient into them: detached here. A graph that cannot detach (ONNX, edge_runtime/ort_net.py)
         takes the same values in as inputs instead: fixed = (h, hd)."""
@@ -305,7 +305,7 @@ class Brain(nn.Module):
         """The loss region alone. With split towers only the discomfort tower runs (the TD target's forward)."""
         if self.towers == "shared":
             return self.split(self(eyes, body, thought))["loss"]
-        eyes, thought = self._inputs(eyes, thought)
+        eyes, thought = self.prepare(eyes, thought)
         return self.discomfort(eyes, body, thought)
 
     def split(self, out: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -62,7 +62,7 @@ class OrtNet:
 
     def __init__(self, brain: Brain, threads: int | None = None):
         ort = ort_training()
-        from .ort_graphs import load_graphs, make_graphs
+        from .ort_graphs import ArtifactsError, load_graphs, make_graphs
 
         self.brain = brain
         cfg = brain.cfg
@@ -83,13 +83,15 @@ class OrtNet:
                     self._grad_of[o.name[:-5]] = (n, k)
         missing = set(self.params) - set(self._grad_of)
         if missing:
-            raise OrtUnavailable(f"ort graphs give no gradient for {sorted(missing)[:4]}")
+            raise ArtifactsError(f"model.ort_artifacts = {cfg.ort_artifacts!r}: the graphs give no gradient for "
+                                 f"{sorted(missing)[:4]}")
         self._name_of = {id(p): n for n, p in self.params.items()}
         r = brain.regions
-        a, lo, lr = r.actions, r.actions + r.loss, r.actions + r.loss + r.lr
-        self._cot = {"vjp_discomfort": lambda c: c[:, a:lo],
-                     "vjp_policy": lambda c: np.concatenate([c[:, :a], c[:, lr:]], 1),
-                     "vjp_lr": lambda c: c[:, lo:lr]}
+        # each tower's slice of the output's cotangent: out = [actions | loss | lr | thought], p = [actions | thought]
+        a, lr, th = r.actions, r.actions + r.loss, r.actions + r.loss + r.lr
+        self._cot = {"vjp_discomfort": lambda c: c[:, a:lr],
+                     "vjp_policy": lambda c: np.concatenate([c[:, :a], c[:, th:]], 1),
+                     "vjp_lr": lambda c: c[:, lr:th]}
         self._last = None  # (output leaf, data inputs, h, hd) of the last forward: what grad() differentiates
         self._ptrs: list[int] = []
         self._np: dict[str, np.ndarray] = {}
@@ -113,7 +115,7 @@ class OrtNet:
     def _data(self, eyes, body, thought) -> dict:
         self._views()  # once per pass: every graph run until the next one reads these views
         with torch.no_grad():
-            e, t = self.brain._inputs(eyes, thought)
+            e, t = self.brain.prepare(eyes, thought)
         return {"eyes_in": np.ascontiguousarray(e.numpy(), dtype=np.float32),
                 "body_in": np.ascontiguousarray(body.detach().numpy(), dtype=np.float32),
                 "thought_in": np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)}
