@@ -56,8 +56,3 @@ def make_vjp(brain, which):
 
 # the ort backend's decompositions (edge_runtime/ort_graphs.py), for --decomp
 from edge_runtime.ort_graphs import _differentiable_ops as decomposed_ops  # noqa: E402
-
-def vmhwm_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024

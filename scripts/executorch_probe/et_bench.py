@@ -4,7 +4,6 @@ usage: /tmp/etv/bin/python et_bench.py [--n 500] [--suffix ""|_decomp]
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -14,6 +13,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import example_inputs, make_brain, make_vjp  # noqa: E402
+from measure import med_ms  # noqa: E402
 
 from executorch.extension.pybindings import portable_lib  # noqa: E402
 from executorch.extension.training import _load_for_executorch_for_training  # noqa: E402
@@ -27,17 +27,6 @@ torch.set_num_threads(1)
 print("ET threadpool threads before:", portable_lib._threadpool_get_thread_count())
 portable_lib._unsafe_reset_threadpool(1)
 print("ET threadpool threads after:", portable_lib._threadpool_get_thread_count())
-
-
-def med_ms(fn, n, warm=50):
-    for _ in range(warm):
-        fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3, statistics.quantiles(ts, n=10)[-1] * 1e3
 
 
 def max_rel(a, b):

@@ -1,8 +1,7 @@
 """Fresh process: ExecuTorch per-step update (both towers' VJP forward_backward + in-place parameter update).
 usage: /tmp/etv/bin/python rss_et.py [suffix]   (suffix _fold = permute-folded .pte)"""
 import sys, time
-def hwm():
-    return [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(("VmHWM", "VmRSS"))]
+from measure import hwm, rss_inputs
 suffix = sys.argv[1] if len(sys.argv) > 1 else "_fold"
 print("start VmHWM/VmRSS MB", hwm())
 import torch  # the pybindings link libtorch.so and hand back torch tensors: torch is required at run time
@@ -12,10 +11,7 @@ from executorch.extension.training import _load_for_executorch_for_training
 pl._unsafe_reset_threadpool(1); torch.set_num_threads(1)
 print("after import executorch", hwm())
 tms = {w: _load_for_executorch_for_training(f"/tmp/et_work/pte/{w}{suffix}.pte") for w in ("discomfort", "policy")}
-g = torch.Generator().manual_seed(0)
-eyes, body, thought = torch.randn(1, 6, 24, 32, generator=g), torch.randn(1, 10, generator=g), torch.randn(1, 112, generator=g)
-inputs = {"discomfort": (eyes, body, thought, torch.randn(1, 8, generator=g)),
-          "policy": (eyes, body, thought, torch.randn(1, 330, generator=g), torch.randn(1, 118, generator=g))}
+inputs = rss_inputs()
 for w, tm in tms.items():
     tm.forward_backward("forward", inputs[w])
 print("after load + first step", hwm())

@@ -2,8 +2,7 @@
 decorator by portable_lib / the training module) is stubbed, and the TrainingModule's output slicing is done here.
 usage: /tmp/etv/bin/python rss_et_lean.py [suffix]"""
 import sys, time, types
-def hwm():
-    return [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(("VmHWM", "VmRSS"))]
+from measure import hwm, rss_inputs
 suffix = sys.argv[1] if len(sys.argv) > 1 else "_fold"
 print("start VmHWM/VmRSS MB", hwm())
 import torch  # still required: _C links libtorch.so / libtorch_python.so and returns torch tensors
@@ -33,10 +32,7 @@ class Tower:
         return out[0], out[self.gi:self.pi]   # grads alias planned memory: valid until the next call
 
 tms = {w: Tower(f"/tmp/et_work/pte/{w}{suffix}.pte") for w in ("discomfort", "policy")}
-g = torch.Generator().manual_seed(0)
-eyes, body, thought = torch.randn(1, 6, 24, 32, generator=g), torch.randn(1, 10, generator=g), torch.randn(1, 112, generator=g)
-inputs = {"discomfort": (eyes, body, thought, torch.randn(1, 8, generator=g)),
-          "policy": (eyes, body, thought, torch.randn(1, 330, generator=g), torch.randn(1, 118, generator=g))}
+inputs = rss_inputs()
 for w, tm in tms.items():
     tm.step(inputs[w])
 print("after load + first step", hwm())

@@ -1,8 +1,7 @@
 """Fresh process: torch eager per-step update (both towers' VJP fwd + autograd.grad + in-place update).
 usage: python rss_torch.py"""
 import sys, os, time
-def hwm():
-    return [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(("VmHWM", "VmRSS"))]
+from measure import hwm
 print("start VmHWM/VmRSS MB", hwm())
 import torch
 torch.set_num_threads(1)

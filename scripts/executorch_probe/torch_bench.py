@@ -4,9 +4,7 @@ usage: python torch_bench.py [--n 500]
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 import warnings
 
 warnings.simplefilter("ignore")
@@ -14,22 +12,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import example_inputs, make_brain, make_vjp  # noqa: E402
+from measure import med_ms  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--n", type=int, default=500)
 args = ap.parse_args()
 torch.set_num_threads(1)
-
-
-def med_ms(fn, n, warm=50):
-    for _ in range(warm):
-        fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3, statistics.quantiles(ts, n=10)[-1] * 1e3
 
 
 brain = make_brain()
