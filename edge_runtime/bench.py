@@ -14,6 +14,7 @@ from .bodies import kind
 from .bodies import make_body as make_body_named
 from .config import Config
 from .jsonout import dumps
+from .population.worlds import vm_hwm_mb
 
 
 def arena(cfg: Config):
@@ -30,16 +31,12 @@ def pool_map(fn, work: list[dict], jobs: int) -> list[dict]:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory. Linux: VmHWM, which starts afresh at exec; getrusage's ru_maxrss
-    does not (a child started by a big parent would report the parent's peak)."""
+    """This process's peak resident memory: VmHWM where /proc has it (getrusage's ru_maxrss would carry a big
+    parent's peak into a child it started), else ru_maxrss."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return vm_hwm_mb()
+    except (OSError, RuntimeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench_arena(cfg: Config, steps: int, seed: int) -> dict:

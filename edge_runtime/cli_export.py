@@ -54,12 +54,11 @@ def _export_training(args) -> int:
     else:
         from .bench import probe_body
         from .model import Brain
-        from .rules import RULES
+        from .rules import towers_for
 
         cfg = load_config(args)
         spec = probe_body(cfg, args.body or "arena")
-        towers = RULES[cfg.rule.name].towers if cfg.model.towers == "auto" else cfg.model.towers
-        brain = Brain(spec, cfg.model, towers)
+        brain = Brain(spec, cfg.model, towers_for(cfg.model, cfg.rule.name))
     if brain.towers != "split":
         raise UsageError(f"export --training: model.backend = ort runs split towers (the survival rule); this model "
                          f"has {brain.towers} towers")

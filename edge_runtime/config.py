@@ -270,6 +270,19 @@ def build_section(cls, section: str, data: dict):
         raise ConfigError(f"{section}: {e}") from None
 
 
+# [model] keys that say who computes the brain's passes, not what the brain is: a checkpoint resumes on either
+# backend, and an exported brain or the ort graphs match a model whatever they say
+MODEL_BACKEND_KEYS = ("backend", "ort_artifacts")
+
+
+def model_architecture(model: "ModelConfig") -> dict:
+    """The model config without MODEL_BACKEND_KEYS."""
+    d = section_to_dict(model)
+    for k in MODEL_BACKEND_KEYS:
+        d.pop(k, None)
+    return d
+
+
 def section_to_dict(obj) -> dict:
     """A typed section back to TOML-able data (unset optional fields, None, are left out)."""
     out = {}

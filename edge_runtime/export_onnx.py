@@ -88,11 +88,9 @@ def export(policy_path: str | Path, out: str | Path) -> dict:
         torch.onnx.export(frozen, args, str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=["left", "right", "body", "thought_in"], output_names=list(OUTPUTS))
     model = onnx.load(str(tmp))
-    from .config import section_to_dict
+    from .config import model_architecture
 
-    mc = section_to_dict(mcfg)
-    for k in ("backend", "ort_artifacts"):  # how it learned, not what it is: an exported brain acts the same
-        mc.pop(k, None)
+    mc = model_architecture(mcfg)  # how it learned is not what it is: an exported brain acts the same
     meta = {"format": FORMAT, "body_spec": json.dumps(spec.to_dict()), "action_heads": json.dumps(list(spec.action_heads.items())),
             "model_config": json.dumps(mc), "rule": str(ck.get("rule", "")), "steps": str(ck.get("steps", "")),
             "towers": brain.towers, "config_sha256": config_sha256(spec.to_dict(), mc)}

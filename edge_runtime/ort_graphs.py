@@ -25,7 +25,6 @@ Three things the builder needs (REFERENCE_NOTES; found here):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -166,14 +165,12 @@ def make_graphs(brain: Brain) -> dict[str, bytes]:
 
 
 def architecture_sha256(brain: Brain) -> str:
-    """What the graphs depend on: the body's spec and the model config, without the backend's own keys."""
-    from .config import section_to_dict
+    """What the graphs depend on: the body's spec and the model's architecture, hashed as an exported brain's
+    `config_sha256` is (the graphs are always of split towers: make_graphs refuses others)."""
+    from .config import model_architecture
+    from .onnx_policy import config_sha256
 
-    model = section_to_dict(brain.cfg)
-    model.pop("backend", None)
-    model.pop("ort_artifacts", None)
-    doc = {"spec": brain.spec.to_dict(), "model": model, "towers": brain.towers}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    return config_sha256(brain.spec.to_dict(), model_architecture(brain.cfg))
 
 
 def write_graphs(brain: Brain, out_dir: str | Path) -> dict:

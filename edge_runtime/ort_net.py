@@ -85,6 +85,9 @@ class OrtNet:
         if missing:
             raise ArtifactsError(f"model.ort_artifacts = {cfg.ort_artifacts!r}: the graphs give no gradient for "
                                  f"{sorted(missing)[:4]}")
+        self._members: dict[str, list[str]] = {}  # the parameters each graph gives gradients for
+        for n, (g, _) in self._grad_of.items():
+            self._members.setdefault(g, []).append(n)
         self._name_of = {id(p): n for n, p in self.params.items()}
         r = brain.regions
         # each tower's slice of the output's cotangent: out = [actions | loss | lr | thought], p = [actions | thought]
@@ -133,8 +136,7 @@ class OrtNet:
     def grad(self, outputs, params: list[torch.Tensor], retain_graph: bool = False):
         if self._last is None:
             raise RuntimeError("OrtNet.grad before any forward()")
-        leaf, data, h, hd = self._last
-        self._views()
+        leaf, data, h, hd = self._last  # the weights' views were checked by that forward
         # the output-level graph is a few slices and softmaxes: kept, so the rule can ask for several gradients
         (cot,) = torch.autograd.grad(outputs, [leaf], retain_graph=True, allow_unused=True)
         if cot is None:
@@ -144,7 +146,7 @@ class OrtNet:
         grads: dict[str, torch.Tensor] = {}
         for graph in sorted({self._grad_of[n][0] for n in names}):
             c = np.ascontiguousarray(self._cot[graph](cot), dtype=np.float32)
-            members = [n for n, (g, _) in self._grad_of.items() if g == graph]
+            members = self._members[graph]
             if not c.any():
                 grads.update({n: torch.zeros_like(self.params[n]) for n in members})
                 continue

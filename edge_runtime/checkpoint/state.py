@@ -8,7 +8,7 @@ import time
 import torch
 
 from ..body import Restorable
-from ..config import Config, ConfigError
+from ..config import MODEL_BACKEND_KEYS, Config, ConfigError
 from ..runtime import Overrides
 from .fileformat import VERSION, CheckpointMismatch
 
@@ -18,8 +18,6 @@ log = logging.getLogger("edge_runtime.checkpoint")
 LIFESPANS_KEPT = 10_000  # the runner's lifespan list is kept up to this many recent lives
 # config sections that only say how this process runs, not what the agent is: they may change across a resume
 OPERATIONAL_SECTIONS = ("runtime", "checkpoint", "console", "service")
-# who computes the brain's passes, not what it is: a checkpoint written with one backend resumes on the other
-BACKEND_KEYS = ("model.backend", "model.ort_artifacts")
 
 
 def _body_state(body) -> dict | None:
@@ -85,9 +83,9 @@ def differences(state: dict, cfg: Config, spec) -> list[str]:
         saved.pop(s, None)
         now.pop(s, None)
     a, b = _flat(saved), _flat(now)
-    for k in BACKEND_KEYS:
-        a.pop(k, None)
-        b.pop(k, None)
+    for k in MODEL_BACKEND_KEYS:  # a checkpoint written with one backend resumes on the other
+        a.pop(f"model.{k}", None)
+        b.pop(f"model.{k}", None)
     for k in sorted(set(a) | set(b)):
         if a.get(k, "<absent>") != b.get(k, "<absent>"):
             diffs.append(f"{k}: checkpoint {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r}")
