@@ -93,6 +93,12 @@ class RuleConfig:
     entropy: float = 0.01  # entropy weight (the starting value when entropy_target > 0)
     entropy_target: float = 0.3  # > 0: each action head's entropy weight adapts to keep it above this fraction of its maximum
     entropy_adapt: float = 0.01  # step of log(weight) per decision per nat below or above the target
+    # a setback (lives fell far below the best it has lived, as when the world changed): the entropy target rises
+    setback_entropy_target: float = 0.8  # the target at a full setback (recent lives ~0); <= entropy_target: off
+    setback_lives: int = 5  # lives in the median that measures "recent" and "best"
+    setback_ratio: float = 0.5  # a setback starts when the recent median life is below this fraction of the best
+    setback_decay: float = 0.95  # per life, the best decays by this factor (an old best fades, and the setback ends)
+    setback_forget: float = 0.1  # at each death in a setback f, both towers move f * this of the way back to their birth weights
     death_discomfort: float = 1.0
     self_lr: bool = True  # False: the learning-rate region is ignored and fixed_lr_scale used
     fixed_lr_scale: float = 1.0
@@ -117,6 +123,11 @@ class RuleConfig:
         check(all(0.0 <= g < 1.0 for g in self.forecast_gammas), f"{w}.forecast_gammas", "each must be in [0, 1)")
         check(0.0 <= self.entropy_target < 1.0, f"{w}.entropy_target", "must be in [0, 1)")
         check(self.entropy_target == 0.0 or self.entropy > 0, f"{w}.entropy", "must be > 0 when entropy_target > 0")
+        check(0.0 <= self.setback_entropy_target < 1.0, f"{w}.setback_entropy_target", "must be in [0, 1)")
+        check(self.setback_lives >= 1, f"{w}.setback_lives", "must be >= 1")
+        check(0.0 < self.setback_ratio <= 1.0, f"{w}.setback_ratio", "must be in (0, 1]")
+        check(0.0 < self.setback_decay <= 1.0, f"{w}.setback_decay", "must be in (0, 1]")
+        check(0.0 <= self.setback_forget <= 1.0, f"{w}.setback_forget", "must be in [0, 1]")
         check(self.bound_scope in ("tower", "block"), f"{w}.bound_scope", f"must be tower|block, got {self.bound_scope!r}")
         check(0 < self.fixed_lr_scale <= 1.0, f"{w}.fixed_lr_scale", "must be in (0, 1]")
 

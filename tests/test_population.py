@@ -31,7 +31,7 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_each_agent_takes_the_lone_rules_steps_and_a_death_rolls_back_only_that_agent():
     """3 agents (seeds 10, 11, 12) in real arenas beside 3 lone rules fed the same senses and feelings; agent 1
-    is also told it died at steps 50 and 97 (a strong aversive update and a rollback, for it alone)."""
+    is also told it died at steps 50 and 97 (a strong aversive update and a rollback, for it alone), in a setback."""
     cfg = Config.from_dict({})
     n, seed, steps = 3, 10, 120
     bodies = [make_body(cfg) for _ in range(n)]
@@ -42,6 +42,11 @@ def test_each_agent_takes_the_lone_rules_steps_and_a_death_rolls_back_only_that_
     lone_p = [dict(r.brain.named_parameters()) for r in lone]
     for i in range(n):
         assert all(torch.equal(lone_p[i][k], v[i]) for k, v in pop.brain.p.items()), f"agent {i} starts unlike its lone twin"
+    # agent 1 has lived long lives and lately short ones: a setback (its entropy target raised, and at each death
+    # both towers forget part of the way back to their birth weights), in the population as in its lone twin
+    for sb in (pop.setbacks[1], lone[1].setback):
+        sb.lifespans.extend([400, 40, 40, 40, 40])
+        sb.best = 400.0
 
     def encode(senses):
         e = [enc(s) for s in senses]
@@ -81,6 +86,8 @@ def test_each_agent_takes_the_lone_rules_steps_and_a_death_rolls_back_only_that_
     assert pop.rollbacks[1] >= 2 and [int(x) for x in pop.steps] == [r.steps for r in lone]
     for i in range(n):
         np.testing.assert_allclose(pop.log_beta[i], lone[i].log_beta, rtol=1e-4)
+        assert pop.setbacks[i].state() == lone[i].setback.state()
+    assert pop.setbacks[1]() > 0.5 and pop.setbacks[0]() == 0.0
 
 
 def test_kaplan_meier_median_counts_the_current_life_as_censored():

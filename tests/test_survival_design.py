@@ -206,3 +206,70 @@ def test_weights_from_before_eye_norm_still_evaluate(tmp_path):
     v = torch.rand(1, 2 + arena.spec.touch_channels)
     t = torch.zeros(1, old.thought_size)
     torch.testing.assert_close(p.rule.brain(e, v, t), b(e, v, t))
+
+
+def test_setback_measures_lives_against_the_best():
+    from edge_runtime.rules.survival import Setback
+    sb = Setback(RuleConfig(setback_lives=3, setback_ratio=0.5, setback_decay=1.0))
+
+    def life(n):
+        for i in range(n):
+            sb.count(i == n - 1)
+
+    for n in (100, 120, 80):
+        life(n)
+    assert sb() == 0.0 and sb.best == 100
+    for n in (60, 70, 90):  # the ups and downs of learning: within half the best
+        life(n)
+    assert sb() == 0.0
+    for n in (20, 20, 20):  # the world changed: lives a fifth of the best
+        life(n)
+    assert sb() == pytest.approx(1 - 20 / 50)
+    assert sb.target_fraction() == pytest.approx(0.3 + 0.6 * (0.8 - 0.3))
+    for _ in range(45):  # a life that outgrows the recent median ends the setback at once
+        sb.count(False)
+    assert sb() == pytest.approx(1 - 45 / 50)
+    sb.count(False)
+    sb.count(False)
+    sb.count(False)
+    sb.count(False)
+    sb.count(False)
+    assert sb() == 0.0
+    fading = Setback(RuleConfig(setback_lives=1, setback_decay=0.5))
+    fading.count(True)  # a life of 1
+    for _ in range(7):
+        fading.count(False)
+    fading.count(True)  # best 8
+    for _ in range(3):
+        fading.count(True)  # lives of 1: best 4, 2, 1
+    assert fading.best == 1 and fading() == 0.0
+    off = Setback(RuleConfig(setback_entropy_target=0.0))
+    assert off.target_fraction() == RuleConfig().entropy_target
+
+
+def test_a_setback_raises_the_entropy_weights_forgets_toward_birth_and_is_kept():
+    arena = Arena()
+    s = arena.reset(seed=4)
+    r = build(arena.spec, ModelConfig(), RuleConfig(name="survival", setback_lives=2), seed=0)
+    twin = build(arena.spec, ModelConfig(), RuleConfig(name="survival", setback_lives=2, setback_entropy_target=0.0,
+                                                       setback_forget=0.0), seed=0)
+    enc = SenseEncoder(arena.spec, ModelConfig().input_hw)
+    for rule in (r, twin):  # two long lives, then short ones: the same history for both
+        rule.setback.lifespans.extend([400, 400])
+        rule.setback.best = 400.0
+    # lives of 30 decisions, far below half the best; the setback starts at the second death (the median of the
+    # last two is then 30) and the last 10 decisions learn under it, with no death after to roll them back
+    _loop(r, arena, enc, s, 70, lambda i: Feeling(0.0, -0.0025, i % 30 == 29))
+    _loop(twin, arena, enc, arena.reset(seed=4), 70, lambda i: Feeling(0.0, -0.0025, i % 30 == 29))
+    assert list(r.setback.lifespans) == [30, 30], "each death must be counted, the rollbacks notwithstanding"
+    assert r.setback() == pytest.approx(1 - 30 / (0.5 * 400 * RuleConfig().setback_decay ** 2))  # the best fades per life
+    assert all(a > b for a, b in zip(r.log_beta, twin.log_beta)), "a setback must raise every head's entropy weight"
+    # and at the death in the setback both towers went f * setback_forget (~8%) of the way back to their birth
+    def from_birth(rule):
+        return sum(float((p.detach() - p0).norm() ** 2) for p, p0 in zip(rule.p_d + rule.p_pi, r.birth)) ** 0.5
+    assert from_birth(r) < 0.95 * from_birth(twin)
+    assert twin.birth == []  # setback_forget = 0 keeps no copy
+    # a checkpoint carries the lives' history
+    again = build(arena.spec, ModelConfig(), RuleConfig(name="survival", setback_lives=2), seed=1)
+    again.load_state_dict(r.state_dict())
+    assert again.setback.state() == r.setback.state()

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig, RuleConfig
 from ..model import Brain
 from ..rules import build
-from ..rules.survival import RunningScale, Survival
+from ..rules.survival import RunningScale, Setback, Survival
 from .batched import BatchedBrain, stack_brains
 
 
@@ -90,7 +90,10 @@ class PopulationSurvival:
         self.fc_gammas = torch.tensor([cfg.forecast_gammas], dtype=torch.float32)
         heads = list(spec.action_heads.values())
         self.heads = heads
-        self.h_target = np.array([cfg.entropy_target * math.log(k) for k in heads])
+        self.h_max = np.array([math.log(k) for k in heads])
+        self.setbacks = [Setback(cfg) for _ in range(n)]  # each agent's own lives (selection does not copy them)
+        # each agent's birth weights, what a setback forgets toward (Survival.birth)
+        self.birth = [p.detach().clone() for p in self.p_d + self.p_pi] if cfg.setback_forget > 0 else []
         self.log_beta = np.full((n, len(heads)), math.log(cfg.entropy) if cfg.entropy > 0 else -math.inf)
         self.scales = [RunningScale(cfg.gamma) for _ in range(n)]
         self.delta_mad = np.ones(n)
@@ -265,6 +268,8 @@ class PopulationSurvival:
         r, logits, actions = self._cur
         self._cur = None
         dead = np.array([f.dead for f in feels])
+        for sb, d in zip(self.setbacks, dead):
+            sb.count(bool(d))
         discomfort = np.array([-(f.d_hp + f.d_energy) + (c.death_discomfort if f.dead else 0.0) for f in feels])
         c_scaled = np.array([s(x, d) for s, x, d in zip(self.scales, discomfort, dead)])
         d_now = self._main(r["loss"]).detach().double().numpy()
@@ -283,7 +288,8 @@ class PopulationSurvival:
         h = head_ent.detach().double().numpy()
         ent = h.sum(1)
         if c.entropy_target > 0:
-            self.log_beta = np.clip(self.log_beta + c.entropy_adapt * (self.h_target - h), math.log(1e-4), math.log(10.0))
+            h_target = np.array([sb.target_fraction() for sb in self.setbacks])[:, None] * self.h_max
+            self.log_beta = np.clip(self.log_beta + c.entropy_adapt * (h_target - h), math.log(1e-4), math.log(10.0))
         ok = (~self._bad & np.isfinite(delta) & np.isfinite(lr_scale) & np.isfinite(d_now)
               & (np.abs(c.gamma * d_next - d_now) <= c.max_abs_delta)  # the estimate, not the felt (as the lone rule)
               & (self.lr_min * 0.999 <= lr_scale) & (lr_scale <= 1.0))
@@ -394,6 +400,11 @@ class PopulationSurvival:
             for z in self.z_d + self.z_pi:
                 z[i].zero_()
         self.windows[i].clear()
+        f = self.setbacks[i]()
+        if f > 0 and self.birth:
+            with torch.no_grad():
+                for p, p0 in zip(self.p_d + self.p_pi, self.birth):
+                    p[i].lerp_(p0[i], f * c.setback_forget)
         return rolled
 
     # ------------------------------------------------------------ what selection moves between agents

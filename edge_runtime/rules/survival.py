@@ -47,6 +47,24 @@ entropy_target > 0 each keeps its head above that fraction of its maximum,
 so no head can collapse onto one action (say, turning right forever), where
 its gradient vanishes and learning stops.
 
+Setbacks: when the world changes under it (what was food now hurts), a
+learner that has settled into a low-entropy policy keeps avoiding what it
+learned to avoid and never tries it again. Its lives are what tells it: with
+lives counted in decisions, m = median of the last n lives (setback_lives),
+    recent = max(m, the current life so far)
+    best   = max(best * setback_decay, m)            at each death, once n lives are done
+    f      = clip(1 - recent / (setback_ratio * best), 0, 1)
+and each head's target rises toward setback_entropy_target as f goes to 1:
+    target_h = (entropy_target + f * (setback_entropy_target - entropy_target)) * ln n_h
+Entropy alone does not undo a learned aversion (the avoiding is done by what
+the eyes see, not by a flat policy), so at each death in a setback both towers
+also forget part of what they learned, moving back toward their birth weights
+theta_0 (the initial weights from the rule's seed; a fresh learner is what
+learns a new world fastest):
+    theta <- theta + f * setback_forget * (theta_0 - theta)
+Lives within setback_ratio of the best (the ups and downs of learning) leave
+f = 0; a life that outgrows the recent median ends the setback at once.
+
 The learning-rate region is taught to expect surprise: target
     u*_t = tanh(|delta_t| / mean|delta|)                   (running mean of |delta|)
     theta_lr <- theta_lr - lr_head_step * grad (u_t - u*_t)^2
@@ -84,6 +102,7 @@ on the arena's 3x3 actions); entropy_w = the largest beta_h; discomfort = c_t
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 
 import torch
@@ -120,6 +139,48 @@ class RunningScale:
         self.u, self.n, self.mean, self.m2 = d["u"], d["n"], d["mean"], d["m2"]
 
 
+class Setback:
+    """f in [0, 1]: how far the median of the last n lives (in decisions) fell below setback_ratio * the best
+    such median, which fades by setback_decay per life; 0 until n lives are done. See the module docstring."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.life_len = 0  # decisions in the current life
+        self.lifespans: deque = deque(maxlen=cfg.setback_lives)
+        self.best = 0.0
+
+    def count(self, dead: bool):
+        """One decision lived; at a death, the life joins the median and the best is updated."""
+        self.life_len += 1
+        if not dead:
+            return
+        self.lifespans.append(self.life_len)
+        self.life_len = 0
+        if len(self.lifespans) == self.lifespans.maxlen:
+            self.best = max(self.best * self.cfg.setback_decay, statistics.median(self.lifespans))
+
+    def __call__(self) -> float:
+        c = self.cfg
+        if len(self.lifespans) < c.setback_lives or self.best <= 0:
+            return 0.0
+        recent = max(statistics.median(self.lifespans), self.life_len)
+        return min(1.0, max(0.0, 1.0 - recent / (c.setback_ratio * self.best)))
+
+    def target_fraction(self) -> float:
+        """The entropy target as a fraction of each head's maximum, raised toward setback_entropy_target by f."""
+        c = self.cfg
+        if c.setback_entropy_target <= c.entropy_target:
+            return c.entropy_target
+        return c.entropy_target + self() * (c.setback_entropy_target - c.entropy_target)
+
+    def state(self) -> dict:
+        return {"life_len": self.life_len, "lifespans": list(self.lifespans), "best": self.best}
+
+    def load(self, d: dict):
+        self.life_len, self.best = d["life_len"], d["best"]
+        self.lifespans = deque(d["lifespans"], maxlen=self.cfg.setback_lives)
+
+
 class Survival(Rule):
     name = "survival"
     towers = "split"
@@ -145,8 +206,11 @@ class Survival(Rule):
         # one entropy weight per action head; with a target they adapt (as SAC's temperature does) so no
         # head can collapse to one action and stop learning, e.g. turning right forever
         n = list(brain.spec.action_heads.values())
-        self.h_target = [cfg.entropy_target * math.log(k) for k in n]
         self.log_beta = [math.log(cfg.entropy) if cfg.entropy > 0 else -math.inf] * len(n)
+        self.h_max = [math.log(k) for k in n]
+        self.setback = Setback(cfg)  # the lives' history: a rollback does not undo it
+        # what a setback forgets toward: the weights the rule was born with (from its seed, so a resumed run has them)
+        self.birth = [p.detach().clone() for p in self.p_d + self.p_pi] if cfg.setback_forget > 0 else []
         self.scale = RunningScale(cfg.gamma)
         self.delta_mad = 1.0
         # the moments since the oldest snapshot: what a death rollback replays
@@ -236,9 +300,11 @@ class Survival(Rule):
         c = self.cfg
         if c.entropy_target <= 0:
             return
+        frac = self.setback.target_fraction()
+        target = [frac * m for m in self.h_max]
         h = self.head_entropies(logits).detach().tolist()
         self.log_beta = [min(math.log(10.0), max(math.log(1e-4), b + c.entropy_adapt * (t - x)))
-                         for b, t, x in zip(self.log_beta, self.h_target, h)]
+                         for b, t, x in zip(self.log_beta, target, h)]
 
     @staticmethod
     def _add_by_block(params, z, ranges, steps: list[float], scale: float, delta: float = 1.0):
@@ -266,6 +332,7 @@ class Survival(Rule):
             return pending
         r, logits, action = self._cur
         self._cur = None
+        self.setback.count(feel.dead)
         discomfort = -(feel.d_hp + feel.d_energy) + (c.death_discomfort if feel.dead else 0.0)
         c_scaled = self.scale(discomfort, feel.dead)
         d_now = float(self._main(r["loss"]).detach())
@@ -369,12 +436,17 @@ class Survival(Rule):
         torch._foreach_zero_(self.z_d)
         torch._foreach_zero_(self.z_pi)
         self.window.clear()
+        f = self.setback()
+        if f > 0 and self.birth:
+            with torch.no_grad():
+                torch._foreach_lerp_(self.p_d + self.p_pi, self.birth, f * c.setback_forget)
         return rolled
 
     def state_dict(self):
         d = super().state_dict()
         d.update({"z_pi": [z.clone() for z in self.z_pi], "z_d": [z.clone() for z in self.z_d],
-                  "scale": self.scale.state(), "delta_mad": self.delta_mad, "log_beta": list(self.log_beta)})
+                  "scale": self.scale.state(), "delta_mad": self.delta_mad, "log_beta": list(self.log_beta),
+                  "setback": self.setback.state()})
         return d
 
     def load_state_dict(self, d):
@@ -386,3 +458,5 @@ class Survival(Rule):
         self.delta_mad = d["delta_mad"]
         if "log_beta" in d:
             self.log_beta = list(d["log_beta"])
+        if "setback" in d:
+            self.setback.load(d["setback"])
