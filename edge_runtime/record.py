@@ -8,7 +8,7 @@ have, to replay a life frame by frame. Entities (timelines `step`, the learning 
     heads/<head>            Scalars, one series per action: the head's probabilities
     regions/loss, regions/lr  Scalars, one series per value: the loss and learning-rate regions as output
     regions/thought         Image, 1 x thought size, grey: the thought as fed back (tanh; -1 black, +1 white)
-    metrics/<name>          Scalars: self_loss, self_lr, lr_eff, entropy, entropy_w, td_error, discomfort
+    metrics/<name>          Scalars: self_loss, self_lr, lr_eff, entropy, entropy_w, td_error, discomfort, setback
                             (as in metrics.jsonl)
     lives/lifespan          Scalars at each death (body steps), with a TextLog `lives/event`
 

@@ -46,9 +46,9 @@ if typing.TYPE_CHECKING:
 log = logging.getLogger("edge_runtime.runtime")
 
 # what a rule reports per step (metrics.jsonl, the live view and recordings carry these, rounded to 6 decimals)
-RULE_METRICS = ("self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "discomfort")
+RULE_METRICS = ("self_loss", "self_lr", "lr_eff", "entropy", "entropy_w", "td_error", "discomfort", "setback")
 METRIC_KEYS = ("step", "body_step", "life", "hp", "energy", "self_loss", "self_lr", "lr_eff", "entropy", "td_error",
-               "discomfort", "entropy_w", "rollbacks", "faults", "dead")
+               "discomfort", "entropy_w", "setback", "rollbacks", "faults", "dead")
 
 
 def median(xs) -> float:
@@ -309,6 +309,8 @@ class Runner:
                 f"hp {sense.hp:.2f} en {sense.energy:.2f} | loss {m.get('self_loss', 0):+.3f} | lr {m.get('self_lr', 0):.3f} "
                 f"eff {m.get('lr_eff', 0):.1e} | H {m.get('entropy', 0):.2f}/{hmax:.2f} | td {m.get('td_error', 0):+.2f} | "
                 f"rb {self.rule.rollbacks} | faults {self.rule.faults}")
+        if m.get("setback"):
+            line += f" | setback {m['setback']:.2f}"
         self.out.write(line)
         self.out.flush()
 

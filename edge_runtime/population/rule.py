@@ -326,7 +326,7 @@ class PopulationSurvival:
             self.steps[i] += 1
             mi = {"self_loss": float(d_now[i]), "self_lr": float(lr_scale[i]), "lr_eff": float(lr_scale[i] * a_pi[i]),
                   "entropy": float(ent[i]), "td_error": float(delta[i]), "discomfort": float(discomfort[i]),
-                  "entropy_w": round(math.exp(max(self.log_beta[i])), 6)}
+                  "entropy_w": round(math.exp(max(self.log_beta[i])), 6), "setback": self.setbacks[i]()}
             if dead[i]:
                 mi["rollback"] = self._die(i, float(c_scaled[i]))
             elif c.rollback and self.steps[i] % c.rollback_every == 0:

@@ -97,7 +97,7 @@ Metrics (per decision): self_loss = D(s_t); self_lr = s_lr; lr_eff = s_lr *
 a_pi of the policy's output block (the step the action logits really took);
 td_error = delta_t; entropy = H(pi) summed over heads (ln 9 = 2.197 is uniform
 on the arena's 3x3 actions); entropy_w = the largest beta_h; discomfort = c_t
-(unscaled); rollback = 1 on a death rollback.
+(unscaled); setback = f (0 outside a setback); rollback = 1 on a death rollback.
 """
 from __future__ import annotations
 
@@ -379,6 +379,7 @@ class Survival(Rule):
         m = {
             "self_loss": d_now, "self_lr": lr_scale, "lr_eff": lr_scale * a_pi, "entropy": ent,
             "td_error": delta, "discomfort": discomfort, "entropy_w": round(math.exp(max(self.log_beta)), 6),
+            "setback": self.setback(),
         }
         if feel.dead:
             self.deaths += 1
