@@ -56,8 +56,8 @@ def stop(p):
 
 
 def test_a_person_watching_in_a_real_browser_sees_the_run(tmp_path):
+    b = headless_chromium()  # first: where there is no browser it skips, and a run started before it would be left behind
     p, url, log = start_sim(tmp_path)
-    b = headless_chromium()
     try:
         b.get(url)
         deadline = time.time() + 60
