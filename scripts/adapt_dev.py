@@ -2,17 +2,18 @@
 only, `swap-colours`, 25k decisions in A then 25k in B; frozen, 30 lives each: the A-brain in A (did the change
 to the rule cost anything in A?), and in B the A-brain, the learner after 12.5k and after 25k in B.
 
-    python scripts/adapt_dev.py TAG 11,12 [rule.KEY=JSON ...]     # runs in /tmp/adapt-dev/TAG-sSEED
+    python scripts/adapt_dev.py TAG 11,12 [SECTION.KEY=VALUE ...]   # as --set; runs in /tmp/adapt-dev/TAG-sSEED
 
 Prints one line per evaluation: tag, seed, brain, world, median, p25, p75, censored, food and hazard hits per life.
 """
-import json
+import argparse
 import sys
 import time
 
 from edge_runtime import adapt
 from edge_runtime.bench import eval_seed_for, pool_map, probe_body
 from edge_runtime.bodies import kind, make_body
+from edge_runtime.cli_common import load_config
 from edge_runtime.config import Config
 from edge_runtime.evaluate import evaluate, make_policy
 
@@ -32,12 +33,7 @@ def _run(job):
 
 
 def main(tag: str, seeds: list[int], sets: list[str]):
-    d = Config().to_dict()
-    for kv in sets:
-        key, value = kv.split("=", 1)
-        section, name = key.split(".")
-        d[section][name] = json.loads(value)
-    cfg = Config.from_dict(d)
+    cfg = load_config(argparse.Namespace(set=sets))
     common = {"cfg": cfg.to_dict(), "body": "arena", "change": "swap-colours", "spec": probe_body(cfg, "arena"),
               "lives": 30, "cap": 5000, "greedy": False}
     t = time.time()

@@ -45,8 +45,7 @@ def test_each_agent_takes_the_lone_rules_steps_and_a_death_rolls_back_only_that_
     # agent 1 has lived long lives and lately short ones: a setback (its entropy target raised, and at each death
     # both towers forget part of the way back to their birth weights), in the population as in its lone twin
     for sb in (pop.setbacks[1], lone[1].setback):
-        sb.lifespans.extend([400, 40, 40, 40, 40])
-        sb.best = 400.0
+        sb.load({"life_len": 0, "lifespans": [400, 40, 40, 40, 40], "best": 400.0})
 
     def encode(senses):
         e = [enc(s) for s in senses]

@@ -255,8 +255,7 @@ def test_a_setback_raises_the_entropy_weights_forgets_toward_birth_and_is_kept()
                                                        setback_forget=0.0), seed=0)
     enc = SenseEncoder(arena.spec, ModelConfig().input_hw)
     for rule in (r, twin):  # two long lives, then short ones: the same history for both
-        rule.setback.lifespans.extend([400, 400])
-        rule.setback.best = 400.0
+        rule.setback.load({"life_len": 0, "lifespans": [400, 400], "best": 400.0})
     # lives of 30 decisions, far below half the best; the setback starts at the second death (the median of the
     # last two is then 30) and the last 10 decisions learn under it, with no death after to roll them back
     _loop(r, arena, enc, s, 70, lambda i: Feeling(0.0, -0.0025, i % 30 == 29))

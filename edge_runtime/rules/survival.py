@@ -147,6 +147,7 @@ class Setback:
         self.cfg = cfg
         self.life_len = 0  # decisions in the current life
         self.lifespans: deque = deque(maxlen=cfg.setback_lives)
+        self.median = 0.0  # of lifespans: it changes only at a death, and f is read every decision
         self.best = 0.0
 
     def count(self, dead: bool):
@@ -156,14 +157,15 @@ class Setback:
             return
         self.lifespans.append(self.life_len)
         self.life_len = 0
+        self.median = statistics.median(self.lifespans)
         if len(self.lifespans) == self.lifespans.maxlen:
-            self.best = max(self.best * self.cfg.setback_decay, statistics.median(self.lifespans))
+            self.best = max(self.best * self.cfg.setback_decay, self.median)
 
     def __call__(self) -> float:
         c = self.cfg
         if len(self.lifespans) < c.setback_lives or self.best <= 0:
             return 0.0
-        recent = max(statistics.median(self.lifespans), self.life_len)
+        recent = max(self.median, self.life_len)
         return min(1.0, max(0.0, 1.0 - recent / (c.setback_ratio * self.best)))
 
     def target_fraction(self) -> float:
@@ -179,6 +181,7 @@ class Setback:
     def load(self, d: dict):
         self.life_len, self.best = d["life_len"], d["best"]
         self.lifespans = deque(d["lifespans"], maxlen=self.cfg.setback_lives)
+        self.median = statistics.median(self.lifespans) if self.lifespans else 0.0
 
 
 class Survival(Rule):
