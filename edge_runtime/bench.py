@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from .bodies import kind
 from .bodies import make_body as make_body_named
 from .config import Config
 from .jsonout import dumps
-from .population.worlds import vm_hwm_mb
+from .memory import peak_rss_mb, vm_hwm_mb  # noqa: F401  (re-exported: bench_loop and the peer read them here)
 
 
 def arena(cfg: Config):
@@ -28,15 +27,6 @@ def pool_map(fn, work: list[dict], jobs: int) -> list[dict]:
         with mp.get_context("fork").Pool(min(jobs, len(work))) as pool:
             return [r for rs in pool.imap_unordered(fn, work) for r in rs]
     return [r for w in work for r in fn(w)]
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory: VmHWM where /proc has it (getrusage's ru_maxrss would carry a big
-    parent's peak into a child it started), else ru_maxrss."""
-    try:
-        return vm_hwm_mb()
-    except (OSError, RuntimeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench_arena(cfg: Config, steps: int, seed: int) -> dict:

@@ -43,7 +43,8 @@ class ModelConfig:
     thought_init: str = "zero"  # sparse | zero: the weights reading the fed-back thought start at zero
     eye_norm: bool = True  # standardise each eye pixel by its running mean and std (learned while acting, frozen in evaluation)
     # who computes the forward pass and the gradients the rule asks for: torch | ort (ONNX Runtime, from training
-    # graphs made from this model; pip install -e .[ort-training]). The rule's math is the same either way.
+    # graphs made from this model; pip install -e .[ort-training]) | numpy (the survival rule and its brain by hand
+    # in numpy: the learning process never imports torch; edge_runtime/numpy_learner/). The rule's math is the same.
     backend: str = "torch"
     ort_artifacts: str = ""  # ort: a directory from `edge-runtime export --training DIR`; empty = made at start
 
@@ -65,7 +66,9 @@ class ModelConfig:
         check(self.towers in ("auto", "shared", "split"), f"{w}.towers", f"must be auto|shared|split, got {self.towers!r}")
         check(0.0 <= self.sparse_init < 1.0, f"{w}.sparse_init", "must be in [0, 1)")
         check(self.thought_init in ("sparse", "zero"), f"{w}.thought_init", f"must be sparse|zero, got {self.thought_init!r}")
-        check(self.backend in ("torch", "ort"), f"{w}.backend", f"must be torch|ort, got {self.backend!r}")
+        check(self.backend in ("torch", "ort", "numpy"), f"{w}.backend", f"must be torch|ort|numpy, got {self.backend!r}")
+        check(self.backend != "numpy" or self.head == "flatten", f"{w}.head",
+              f"model.backend = numpy computes head = flatten, got {self.head!r}")
         check(not self.ort_artifacts or self.backend == "ort", f"{w}.ort_artifacts", "goes with model.backend = ort")
 
 

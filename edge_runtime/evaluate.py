@@ -119,6 +119,8 @@ def _read_frozen(path: str | Path) -> dict:
     if p.is_dir():
         if (p / "weights.pt").exists():
             p = p / "weights.pt"
+        elif (p / "weights.npz").exists():  # a numpy learner's (model.backend = numpy)
+            p = p / "weights.npz"
         else:
             try:
                 info, state = ck.CheckpointStore(ck.resolve_dir(p)).load()
@@ -127,6 +129,8 @@ def _read_frozen(path: str | Path) -> dict:
             return _from_checkpoint(state)
     if not p.exists():
         raise PolicyError(f"{path}: no such policy (random | stationary | oracle | RUN_DIR | weights or checkpoint file)")
+    if p.suffix == ".npz":
+        return _from_npz(p)
     data = p.read_bytes()
     if p.suffix == ".onnx":
         raise PolicyError(f"{p}: an ONNX brain is acted with by `eval/run --policy`, it cannot be loaded as torch weights")
@@ -144,6 +148,19 @@ def _read_frozen(path: str | Path) -> dict:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or foreign file
         raise PolicyError(f"{p}: not a readable weights file ({type(e).__name__}: {e})") from None
+
+
+def _from_npz(p: Path) -> dict:
+    """weights.npz of a numpy learner: torch Brain's state dict by name, and its record under __meta__."""
+    import torch
+
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes())
+    except Exception as e:  # a corrupt or foreign file
+        raise PolicyError(f"{p}: not a readable weights file ({type(e).__name__}: {e})") from None
+    return {**meta, "model": {k: torch.from_numpy(v) for k, v in arrays.items()}}
 
 
 def _from_checkpoint(state: dict) -> dict:

@@ -10,48 +10,16 @@ Normalisation is GroupNorm with one group and no affine, i.e. LayerNorm over
 """
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .body import BodySpec
 from .config import ModelConfig
-
-# (kernel, expansion channels, out channels, squeeze-excite, activation, stride)
-# Tables follow "Searching for MobileNetV3" (Howard et al. 2019).
-BLOCKS = {
-    "large": [
-        (3, 16, 16, False, "RE", 1), (3, 64, 24, False, "RE", 2), (3, 72, 24, False, "RE", 1),
-        (5, 72, 40, True, "RE", 2), (5, 120, 40, True, "RE", 1), (5, 120, 40, True, "RE", 1),
-        (3, 240, 80, False, "HS", 2), (3, 200, 80, False, "HS", 1), (3, 184, 80, False, "HS", 1),
-        (3, 184, 80, False, "HS", 1), (3, 480, 112, True, "HS", 1), (3, 672, 112, True, "HS", 1),
-        (5, 672, 160, True, "HS", 2), (5, 960, 160, True, "HS", 1), (5, 960, 160, True, "HS", 1),
-    ],
-    "small": [
-        (3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (3, 88, 24, False, "RE", 1),
-        (5, 96, 40, True, "HS", 2), (5, 240, 40, True, "HS", 1), (5, 240, 40, True, "HS", 1),
-        (5, 120, 48, True, "HS", 1), (5, 144, 48, True, "HS", 1), (5, 288, 96, True, "HS", 2),
-        (5, 576, 96, True, "HS", 1), (5, 576, 96, True, "HS", 1),
-    ],
-    # the head of MobileNetV3-Small with a short tail: small eyes need few stages, every
-    # parameter that carries an eligibility trace shrinks the bounded step, and the last
-    # stage keeps stride 1 so a flattened map still says where things are (3x4 at 24x32)
-    "compact": [
-        (3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (5, 96, 40, True, "HS", 1),
-    ],
-}
-LAST_CONV = {"large": 960, "small": 576, "compact": 96}
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    if new < 0.9 * v:
-        new += divisor
-    return new
+from .mobilenet_tables import BLOCKS, LAST_CONV, make_divisible
+from .regions import Regions
 
 
 def norm2d(c: int, kind: str) -> nn.Module:
@@ -117,35 +85,6 @@ class MobileNetV3(nn.Module):
     def forward(self, x):
         y = self.features(x)
         return y.flatten(1) if self.head == "flatten" else y.mean((2, 3))
-
-
-@dataclass(frozen=True)
-class Regions:
-    """Where each named region sits in the output tensor."""
-
-    heads: tuple[tuple[str, int], ...]
-    loss: int
-    lr: int
-    thought: int
-
-    @property
-    def actions(self) -> int:
-        return sum(n for _, n in self.heads)
-
-    @property
-    def total(self) -> int:
-        return self.actions + self.loss + self.lr + self.thought
-
-    @functools.cached_property
-    def _slices(self) -> dict[str, slice]:
-        out, i = {}, 0
-        for name, n in (("actions", self.actions), ("loss", self.loss), ("lr", self.lr), ("thought", self.thought)):
-            out[name] = slice(i, i + n)
-            i += n
-        return out
-
-    def slices(self) -> dict[str, slice]:
-        return self._slices  # computed once: split() runs on every forward
 
 
 class Tower(nn.Module):

@@ -102,19 +102,29 @@ class Runner:
         self.cfg = cfg
         self.body = body
         self.seed = seed
-        if rule is None or rule.learns:
+        numpy_backend = cfg.model.backend == "numpy" and (rule is None or rule.net.name == "numpy")
+        if (rule is None or rule.learns) and not numpy_backend:
             import torch
 
             torch.set_num_threads(cfg.runtime.threads)
         if rule is None:
-            from .rules import build
-
             # the rule gets its own copy of its section: console overrides change the copy, never the run's config
-            rule = build(body.spec, cfg.model, dataclasses.replace(cfg.rule), seed)
+            if numpy_backend:  # never imports torch (edge_runtime/numpy_learner/)
+                from .numpy_learner import build as build_numpy
+
+                rule = build_numpy(body.spec, cfg.model, dataclasses.replace(cfg.rule), seed)
+            else:
+                from .rules import build
+
+                rule = build(body.spec, cfg.model, dataclasses.replace(cfg.rule), seed)
         self.rule = rule
         self.overrides = Overrides()
         self.counters_before: dict = {}  # body counters of earlier processes of this run (from the checkpoint)
-        if encoder is None:
+        if encoder is None and numpy_backend:
+            from .numpy_learner import NumpySenseEncoder
+
+            encoder = NumpySenseEncoder(body.spec, cfg.model.input_hw)
+        elif encoder is None:
             from .senses import SenseEncoder
 
             encoder = SenseEncoder(body.spec, cfg.model.input_hw)
@@ -151,6 +161,17 @@ class Runner:
     def save_weights(self, path: Path | None = None) -> Path | None:
         if not self.rule.learns:  # an actor with an exported brain: nothing here changes, nothing to save
             return None
+        if self.rule.net.name == "numpy":  # weights.npz: torch Brain's names (evaluate.py reads it), no torch here
+            if path is None:
+                if not self.run_dir:
+                    return None
+                path = self.run_dir / "weights.npz"
+            tmp = Path(str(path) + ".tmp")
+            self.rule.brain.save(tmp, {"towers": "split", "spec": self.body.spec.to_dict(),
+                                       "model_cfg": section_to_dict(self.cfg.model), "rule": self.rule.name,
+                                       "steps": self.rule.steps})
+            os.replace(tmp, path)
+            return path
         import torch
 
         if path is None:

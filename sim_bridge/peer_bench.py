@@ -133,21 +133,24 @@ class _StopAtBodySteps(Hook):
 
 
 def learn_ours(job: dict) -> dict:
-    import torch
-
-    from edge_runtime.bench import peak_rss_mb
     from edge_runtime.bodies import make_body
+    from edge_runtime.memory import peak_rss_mb
     from edge_runtime.runtime import Runner
 
-    torch.set_num_threads(1)
     cfg = Config.from_dict(job["cfg"])
+    if cfg.model.backend != "numpy":  # (model.backend = numpy learns in a process that never imports torch)
+        import torch
+
+        torch.set_num_threads(1)
     t = time.perf_counter()
     hooks = [_StopAtBodySteps(job["body_steps"])] if job.get("body_steps") else []
     with make_body(cfg, "arena") as body:
         runner = Runner(cfg, body, seed=job["seed"], run_dir=job["run_dir"], progress=False, hooks=hooks)
         s = runner.run(job["steps"] if not job.get("body_steps") else None)
-        params = sum(p.numel() for p in runner.rule.brain.parameters())
-    return {"learner": "survival", "seed": job["seed"], "path": job["run_dir"], "learn_decisions": s["steps"],
+        brain = runner.rule.brain
+        params = brain.n_params() if runner.rule.net.name == "numpy" else sum(p.numel() for p in brain.parameters())
+    return {"learner": "survival", "seed": job["seed"], "path": job["run_dir"], "backend": runner.rule.net.name,
+            "torch_imported": "torch" in sys.modules, "learn_decisions": s["steps"],
             "learn_body_steps": s["body_steps"], "learn_wall_s": round(time.perf_counter() - t, 1),
             "learn_peak_rss_mb": round(peak_rss_mb(), 1), "params": params, "learn_lives": s["lives_completed"]}
 
@@ -177,7 +180,7 @@ def learn_ppo(job: dict) -> dict:
     model.learn(total_timesteps=budget, callback=Budget())  # (decisions <= body steps: the callback stops it)
     wall = time.perf_counter() - t
     model.save(job["path"])
-    from edge_runtime.bench import peak_rss_mb  # (after learning: nothing the peer does not need is loaded before)
+    from edge_runtime.memory import peak_rss_mb  # (after learning: nothing the peer does not need is loaded before)
     return {"learner": "ppo", "seed": job["seed"], "path": job["path"] + ".zip", "learn_decisions": env.decisions,
             "learn_body_steps": env.body_steps, "learn_wall_s": round(wall, 1), "learn_peak_rss_mb": round(peak_rss_mb(), 1),
             "params": sum(p.numel() for p in model.policy.parameters()), "learn_lives": env.deaths,

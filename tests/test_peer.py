@@ -35,13 +35,17 @@ def test_the_survival_reward_pays_each_body_step_alive_and_repeats_as_we_do():
     assert died and env.deaths == 1 and total == env.body_steps
 
 
-def test_bench_peer_runs_both_learners_and_reports_per_seed(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_bench_peer_runs_both_learners_and_reports_per_seed(tmp_path, backend):
     r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "bench", "peer", "--peer", "ppo", "--seeds", "1",
                         "--body-steps", "300", "--lives", "2", "--cap", "200", "--jobs", "2", "--ppo-n-steps", "64",
-                        "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=900)
+                        "--set", f"model.backend={backend}", "--out", str(tmp_path), "--json"],
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     learned = {x["learner"]: x for x in res["learning"]}
+    # model.backend = numpy: our learner's process never loads torch (its peak RSS is numpy's and the runtime's)
+    assert learned["survival"]["backend"] == backend and learned["survival"]["torch_imported"] == (backend == "torch")
     for who in ("survival", "ppo"):  # the same body-step budget, counted, each learner in its own process
         assert 300 <= learned[who]["learn_body_steps"] <= 303
         assert learned[who]["learn_peak_rss_mb"] > 50 and learned[who]["params"] > 10_000

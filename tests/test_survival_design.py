@@ -209,7 +209,7 @@ def test_weights_from_before_eye_norm_still_evaluate(tmp_path):
 
 
 def test_setback_measures_lives_against_the_best():
-    from edge_runtime.rules.survival import Setback
+    from edge_runtime.survival_state import Setback
     sb = Setback(RuleConfig(setback_lives=3, setback_ratio=0.5, setback_decay=1.0))
 
     def life(n):

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from ..config import Config
-from .worlds import vm_hwm_mb
+from ..memory import vm_hwm_mb
 
 WORKER = [sys.executable, "-m", "edge_runtime.population.bench"]
 

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from ..config import ModelConfig, RuleConfig
 from ..model import Brain
 from ..rules import build
-from ..rules.survival import RunningScale, Setback, Survival
+from ..rules.survival import Survival
+from ..survival_state import RunningScale, Setback
 from .batched import BatchedBrain, stack_brains
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from ..acting import act_repeat, body_vector, eyes_input
 from ..body import Revivable
 from ..config import Config
+from ..memory import vm_hwm_mb
 
 
 def encode(senses, hw, touch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,16 +98,6 @@ def _serve(conn):
                 conn.send(("error", traceback.format_exc(limit=3)))
     except (EOFError, KeyboardInterrupt):
         w.close()
-
-
-def vm_hwm_mb(pid: int | str = "self") -> float:
-    """Peak resident memory of a process from /proc (VmHWM). Unlike getrusage's ru_maxrss it starts afresh at
-    exec, so a child does not inherit the peak of the parent it was forked from."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
 class WorldProcess:
