@@ -216,6 +216,9 @@ def cmd_run(args) -> int:
     from .runtime import Runner
 
     run_dir = args.resume or args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
+    if cfg.model.backend == "numpy" and cfg.section("checkpoint").enabled:
+        raise UsageError("checkpoint.enabled: model.backend = numpy writes no checkpoints yet (the run's weights are "
+                         "saved as weights.npz when it ends); add --set checkpoint.enabled=false")
     if args.cont and not cfg.section("checkpoint").enabled:
         raise UsageError("--continue needs checkpoints ([checkpoint] enabled = false leaves nothing to continue from)")
     if not args.resume:
@@ -235,8 +238,10 @@ def cmd_run(args) -> int:
         hooks += service_hooks(args, cfg, cfg.model.input_hw)
         runner = Runner(cfg, body, seed=seed, run_dir=run_dir, progress=not args.no_progress and args.console != "stdio",
                         hooks=hooks)
-        log.info("%s: rule %s, %d parameters, run dir %s", body.spec.name, runner.rule.name,
-                 sum(p.numel() for p in runner.rule.brain.parameters()), run_dir)
+        brain = runner.rule.brain
+        log.info("%s: rule %s on %s, %d parameters, run dir %s", body.spec.name, runner.rule.name, runner.rule.net.name,
+                 brain.n_params() if runner.rule.net.name == "numpy" else sum(p.numel() for p in brain.parameters()),
+                 run_dir)
         summary = runner.run(args.steps)
     print(dumps(summary))
     if args.sim:

@@ -209,3 +209,16 @@ def test_a_learning_process_never_imports_torch_and_its_weights_evaluate(tmp_pat
     out_np, _ = nr.brain.forward(eyes, body, nr.brain.zero_thought())
     out_t = pol.rule.brain(torch.from_numpy(eyes)[None], torch.from_numpy(body)[None], pol.rule.brain.zero_thought())
     close(out_np, out_t.detach().numpy()[0], "a saved brain in torch")
+
+
+def test_the_cli_runs_it_and_names_what_it_cannot_do_yet(tmp_path):
+    base = [sys.executable, "-m", "edge_runtime.cli", "--sim", "--steps", "40", "--no-progress", "--set",
+            "model.backend=numpy", "--run-dir"]
+    r = subprocess.run(base + [str(tmp_path / "a")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "checkpoint.enabled" in r.stderr
+    r = subprocess.run(base + [str(tmp_path / "b"), "--set", "checkpoint.enabled=false"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["backend"] == "numpy" and summary["steps"] == 40 and summary["faults"] == 0
+    assert (tmp_path / "b" / "weights.npz").is_file()

@@ -10,7 +10,6 @@ import time
 import zlib
 from dataclasses import dataclass
 
-import torch
 
 log = logging.getLogger("edge_runtime.checkpoint")
 
@@ -103,6 +102,8 @@ def parse(data: bytes, slot: str = "?", path: str = "") -> tuple[SlotInfo, bytes
 def encode(state: dict) -> memoryview:
     """The state serialised; a view of the serialiser's own buffer, not a copy of it (the save's peak memory
     is what a small board has to spare)."""
+    import torch  # (here, not at import: a numpy learner's run imports this package and never loads torch)
+
     buf = io.BytesIO()
     torch.save(state, buf)
     return buf.getbuffer()
@@ -110,6 +111,8 @@ def encode(state: dict) -> memoryview:
 
 def decode(payload: bytes) -> dict:
     """Plain data only: torch.load(weights_only=True) refuses anything that would run code."""
+    import torch
+
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure means: not a usable checkpoint

@@ -5,8 +5,6 @@ import json
 import logging
 import time
 
-import torch
-
 from ..body import Restorable
 from ..config import MODEL_BACKEND_KEYS, Config, ConfigError
 from ..runtime import Overrides
@@ -37,6 +35,8 @@ def _load_body_state(body, st: dict | None):
 
 def capture(runner, seed: int | None = None) -> dict:
     """Everything resume needs, as plain data (tensors cloned, so a writer thread may serialise later)."""
+    import torch  # (here, not at import: a numpy learner's run imports this package and never loads torch)
+
     rule = runner.rule
     rs = rule.state_dict()
     rs = {k: ([x.clone() for x in v] if isinstance(v, list) and v and isinstance(v[0], torch.Tensor)
