@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .bodies import kind
 from .bodies import make_body as make_body_named
@@ -50,11 +49,21 @@ def bench_arena(cfg: Config, steps: int, seed: int) -> dict:
 
 
 def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
-    from .rules import build
+    """One agent's decide and learn, timed apart. model.backend = numpy builds the numpy learner and never
+    imports torch here (the record's `torch_imported` says whether anything else in the process did)."""
     from .acting import act_repeat
-    from .senses import SenseEncoder
 
-    torch.set_num_threads(cfg.runtime.threads)
+    numpy_backend = cfg.model.backend == "numpy"
+    if numpy_backend:
+        from .numpy_learner import NumpySenseEncoder as SenseEncoder
+        from .numpy_learner import build
+    else:
+        import torch
+
+        from .rules import build
+        from .senses import SenseEncoder
+
+        torch.set_num_threads(cfg.runtime.threads)
     with arena(cfg) as body:
         t_build = time.perf_counter()
         rule = build(body.spec, cfg.model, cfg.rule, seed)
@@ -79,13 +88,19 @@ def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
             if i >= warmup:
                 fwd.append(t1 - t0)
                 learn.append(t3 - t2)
-    n_params = sum(p.numel() for p in rule.brain.parameters())
+    if numpy_backend:
+        n_params = rule.brain.n_params()
+        snapshot_mb = sum(a.nbytes for a in rule.ring[-1][1]) / 2**20 + rule.ring[-1][2].nbytes / 2**20
+    else:
+        n_params = sum(p.numel() for p in rule.brain.parameters())
+        snapshot_mb = rule.ring.nbytes() / 2**20 / max(len(rule.ring), 1)
     return {
         "forward_ms": round(float(np.median(fwd)) * 1000, 3), "learn_ms": round(float(np.median(learn)) * 1000, 3),
         "step_ms": round(float(np.median(np.add(fwd, learn))) * 1000, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
         "backend": rule.net.name, "build_s": round(t_build, 2),
         "rule": rule.name, "params": n_params, "towers": rule.brain.towers, "threads": cfg.runtime.threads,
-        "input_hw": list(cfg.model.input_hw), "steps_measured": steps, "ring_snapshot_mb": round(rule.ring.nbytes() / 2**20 / max(len(rule.ring), 1), 3),
+        "input_hw": list(cfg.model.input_hw), "steps_measured": steps, "ring_snapshot_mb": round(snapshot_mb, 3),
+        "torch_imported": "torch" in sys.modules,
     }
 
 
@@ -96,8 +111,11 @@ def eval_seed_for(seed: int) -> int:
 
 
 def _job(job: dict) -> list[dict]:
-    torch.set_num_threads(1)
     cfg = Config.from_dict(job["cfg"])
+    if cfg.model.backend != "numpy":
+        import torch
+
+        torch.set_num_threads(1)
     from .evaluate import evaluate, make_policy
     from .runtime import Runner
 

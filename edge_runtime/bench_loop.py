@@ -25,7 +25,6 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 from .bench import arena, peak_rss_mb
 from .config import Config
@@ -72,7 +71,9 @@ def _runner(cfg: Config, body, run_dir: str, seed: int, extra_hooks: list):
     from .checkpoint import checkpoint_hooks
     from .runtime import Runner
 
-    hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="no", seed=seed)
+    hooks = []
+    if cfg.model.backend != "numpy":  # (the numpy learner writes no checkpoints: its --sim runs without them)
+        hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="no", seed=seed)
     return Runner(cfg, body, seed=seed, run_dir=run_dir, progress=False, hooks=hooks + extra_hooks)
 
 
@@ -93,14 +94,16 @@ def bench_loop(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
         r.run(warmup + steps)
         wall = clock.t1 - clock.t0
         body_steps = r.body_steps - clock.body0
-        params = sum(p.numel() for p in r.rule.brain.parameters())
+        numpy_backend = r.rule.net.name == "numpy"
+        params = r.rule.brain.n_params() if numpy_backend else sum(p.numel() for p in r.rule.brain.parameters())
     ms = {k: round(v / steps * 1000, 3) for k, v in timers.items()}
     ms["other"] = round(wall / steps * 1000 - sum(ms.values()), 3)
     return {"learning_steps_per_s": round(steps / wall, 2), "body_steps_per_s": round(body_steps / wall, 1),
             "ms_per_step": round(wall / steps * 1000, 3), "breakdown_ms": ms, "steps": steps, "warmup": warmup,
             "rule": cfg.rule.name, "params": params, "threads": cfg.runtime.threads,
             "action_repeat": cfg.runtime.repeat_for(body.spec), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "torch": torch.__version__}
+            "backend": r.rule.net.name, "checkpoints": not numpy_backend and cfg.section("checkpoint").enabled,
+            "torch": sys.modules["torch"].__version__ if "torch" in sys.modules else None}
 
 
 class _RssProbe(Hook):

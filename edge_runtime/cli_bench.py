@@ -20,10 +20,10 @@ def add_bench_parsers(sub) -> None:
     ba.add_argument("--json", action="store_true")
     bs = bsub.add_parser("step", help="one agent step: forward and learn ms, peak RSS")
     _add_common(bs)
-    bs.add_argument("--backend", choices=("torch", "onnx", "ort"), default="torch",
+    bs.add_argument("--backend", choices=("torch", "onnx", "ort", "numpy"), default="torch",
                     help="onnx: an exported brain (--policy) acting through ONNX Runtime, torch never imported; "
-                         "ort: learning with model.backend = ort, and the torch backend measured beside it in its "
-                         "own process (the record's `torch`)")
+                         "ort / numpy: learning with model.backend = ort / numpy, and the torch backend measured "
+                         "beside it in its own process (the record's `torch`)")
     bs.add_argument("--policy", default=None, metavar="brain.onnx", help="the exported brain (--backend onnx)")
     bs.add_argument("--steps", type=int, default=300)
     bs.add_argument("--warmup", type=int, default=50)
@@ -301,17 +301,17 @@ def cmd_bench_step(args) -> int:
         raise UsageError("--policy goes with --backend onnx (the torch step bench measures a fresh brain)")
     from .bench import bench_step
 
-    if args.backend == "ort":
-        args.set = list(args.set or []) + ["model.backend=ort"]
+    if args.backend in ("ort", "numpy"):
+        args.set = list(args.set or []) + [f"model.backend={args.backend}"]
     cfg = load_config(args)
     if args.backend == "torch":
         return _print_figures(bench_step(cfg, args.steps, args.warmup, args.seed), args.json)
-    return _print_figures(_bench_ort_step(args, cfg), args.json)
+    return _print_figures(_bench_step_beside_torch(args, cfg), args.json)
 
 
-def _bench_ort_step(args, cfg) -> dict:
-    """The ort backend in this process, then the torch backend on the same config in a child process: each peak
-    RSS is its own process's, and both come from one run."""
+def _bench_step_beside_torch(args, cfg) -> dict:
+    """The ort or numpy backend in this process, then the torch backend on the same config in a child process:
+    each peak RSS is its own process's, and both come from one run."""
     import json
     import subprocess
 

@@ -14,8 +14,11 @@ def run(*args):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_bench_loop_times_every_part_and_they_add_up():
-    r = run("bench", "loop", "--steps", "40", "--warmup", "10", "--json")
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_bench_loop_times_every_part_and_they_add_up(backend):
+    r = run("bench", "loop", "--steps", "40", "--warmup", "10", "--set", f"model.backend={backend}", "--json")
+    assert r["backend"] == backend and (r["torch"] is None) == (backend == "numpy")
+    assert r["checkpoints"] == (backend == "torch")  # the numpy learner's --sim runs without checkpoints
     b = r["breakdown_ms"]
     assert set(b) == {"senses", "decide", "body", "learn", "metrics", "hooks", "other"}
     for part in ("senses", "decide", "body", "learn"):
@@ -76,3 +79,10 @@ def test_bench_all_refuses_a_readme_without_markers(tmp_path):
     readme.write_text("# no markers\n")
     with pytest.raises(ValueError, match="markers"):
         bench_all.write_readme(readme, {"rows": [], "wall_s": 0, "date": "x", "how": "x"})
+
+
+def test_bench_step_numpy_learns_in_a_process_without_torch_and_measures_torch_beside_it():
+    r = run("bench", "step", "--backend", "numpy", "--steps", "20", "--warmup", "5", "--json")
+    assert r["backend"] == "numpy" and r["torch_imported"] is False and r["params"] == 327198
+    assert r["forward_ms"] > 0 and r["learn_ms"] > 0 and set(r["torch"]) >= {"forward_ms", "learn_ms", "peak_rss_mb"}
+    assert r["peak_rss_mb"] < r["torch"]["peak_rss_mb"]  # (no figure held here: bench step prints them)
