@@ -90,10 +90,9 @@ def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
                 learn.append(t3 - t2)
     if numpy_backend:
         n_params = rule.brain.n_params()
-        snapshot_mb = sum(a.nbytes for a in rule.ring[-1][1]) / 2**20 + rule.ring[-1][2].nbytes / 2**20
     else:
         n_params = sum(p.numel() for p in rule.brain.parameters())
-        snapshot_mb = rule.ring.nbytes() / 2**20 / max(len(rule.ring), 1)
+    snapshot_mb = rule.ring.nbytes() / 2**20 / max(len(rule.ring), 1)
     return {
         "forward_ms": round(float(np.median(fwd)) * 1000, 3), "learn_ms": round(float(np.median(learn)) * 1000, 3),
         "step_ms": round(float(np.median(np.add(fwd, learn))) * 1000, 3), "peak_rss_mb": round(peak_rss_mb(), 1),

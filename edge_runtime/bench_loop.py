@@ -71,9 +71,7 @@ def _runner(cfg: Config, body, run_dir: str, seed: int, extra_hooks: list):
     from .checkpoint import checkpoint_hooks
     from .runtime import Runner
 
-    hooks = []
-    if cfg.model.backend != "numpy":  # (the numpy learner writes no checkpoints: its --sim runs without them)
-        hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="no", seed=seed)
+    hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="no", seed=seed)
     return Runner(cfg, body, seed=seed, run_dir=run_dir, progress=False, hooks=hooks + extra_hooks)
 
 
@@ -102,7 +100,7 @@ def bench_loop(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
             "ms_per_step": round(wall / steps * 1000, 3), "breakdown_ms": ms, "steps": steps, "warmup": warmup,
             "rule": cfg.rule.name, "params": params, "threads": cfg.runtime.threads,
             "action_repeat": cfg.runtime.repeat_for(body.spec), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "backend": r.rule.net.name, "checkpoints": not numpy_backend and cfg.section("checkpoint").enabled,
+            "backend": r.rule.net.name, "checkpoints": cfg.section("checkpoint").enabled,
             "torch": sys.modules["torch"].__version__ if "torch" in sys.modules else None}
 
 

@@ -216,9 +216,6 @@ def cmd_run(args) -> int:
     from .runtime import Runner
 
     run_dir = args.resume or args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
-    if cfg.model.backend == "numpy" and cfg.section("checkpoint").enabled:
-        raise UsageError("checkpoint.enabled: model.backend = numpy writes no checkpoints yet (the run's weights are "
-                         "saved as weights.npz when it ends); add --set checkpoint.enabled=false")
     if args.cont and not cfg.section("checkpoint").enabled:
         raise UsageError("--continue needs checkpoints ([checkpoint] enabled = false leaves nothing to continue from)")
     if not args.resume:

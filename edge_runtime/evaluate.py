@@ -165,7 +165,12 @@ def _from_npz(p: Path) -> dict:
 
 def _from_checkpoint(state: dict) -> dict:
     cfg = json.loads(state["config"])
-    return {"model": state["model"], "towers": state["meta"]["towers"], "spec": json.loads(state["spec"]),
+    model = state["model"]
+    if any(isinstance(v, np.ndarray) for v in model.values()):  # a numpy learner's checkpoint
+        import torch
+
+        model = {k: torch.from_numpy(np.asarray(v)) for k, v in model.items()}
+    return {"model": model, "towers": state["meta"]["towers"], "spec": json.loads(state["spec"]),
             "model_cfg": cfg["model"], "rule": state["meta"]["rule"]}
 
 

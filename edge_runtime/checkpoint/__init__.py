@@ -17,7 +17,9 @@ A checkpoint file is a fixed 84-byte header followed by the payload:
 The payload is `torch.save` of a dict that holds only tensors and plain values
 (numbers, strings, lists, dicts; config and BodySpec ride along as JSON text).
 It is read back with `torch.load(weights_only=True)`, which refuses to run any
-pickled code.
+pickled code. A numpy learner's payload (model.backend = numpy) is b"ERNPZ\n" and
+an .npz archive instead (fileformat.NUMPY_PAYLOAD; docs/checkpoints.md), read with
+np.load(allow_pickle=False) and never touching torch.
 
 Two slots, ckpt-A.bin and ckpt-B.bin, live in one directory. A save writes the
 slot that does *not* hold the newest valid checkpoint: into a temporary file in

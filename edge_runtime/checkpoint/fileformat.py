@@ -4,11 +4,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import struct
 import time
 import zlib
 from dataclasses import dataclass
+
+import numpy as np
 
 
 log = logging.getLogger("edge_runtime.checkpoint")
@@ -99,9 +102,61 @@ def parse(data: bytes, slot: str = "?", path: str = "") -> tuple[SlotInfo, bytes
     return SlotInfo(slot, path, True, None, bytes=len(data), **kw), payload
 
 
+# a numpy learner's payload (model.backend = numpy): this prefix, then an .npz archive whose `__skeleton__`
+# entry is the state as JSON with each array replaced by {"__array__": "a<i>"}, the name of its entry
+NUMPY_PAYLOAD = b"ERNPZ\n"
+
+
+def _holds_arrays(x) -> bool:
+    if isinstance(x, dict):
+        return any(_holds_arrays(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return any(_holds_arrays(v) for v in x)
+    return isinstance(x, np.ndarray)
+
+
+def _encode_numpy(state: dict) -> memoryview:
+    arrays: dict[str, np.ndarray] = {}
+
+    def skeleton(x):
+        if isinstance(x, dict):
+            return {k: skeleton(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [skeleton(v) for v in x]
+        if isinstance(x, np.ndarray):
+            name = f"a{len(arrays)}"
+            arrays[name] = x
+            return {"__array__": name}
+        return x
+
+    sk = json.dumps(skeleton(state))
+    buf = io.BytesIO()
+    buf.write(NUMPY_PAYLOAD)
+    np.savez(buf, __skeleton__=np.frombuffer(sk.encode(), np.uint8), **arrays)
+    return buf.getbuffer()
+
+
+def _decode_numpy(payload) -> dict:
+    with np.load(io.BytesIO(bytes(payload[len(NUMPY_PAYLOAD):])), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+
+    def build(x):
+        if isinstance(x, dict):
+            if set(x) == {"__array__"}:
+                return arrays[x["__array__"]]
+            return {k: build(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [build(v) for v in x]
+        return x
+
+    return build(json.loads(arrays.pop("__skeleton__").tobytes()))
+
+
 def encode(state: dict) -> memoryview:
     """The state serialised; a view of the serialiser's own buffer, not a copy of it (the save's peak memory
-    is what a small board has to spare)."""
+    is what a small board has to spare). A state with numpy arrays (a numpy learner's) is written without torch."""
+    if _holds_arrays(state):
+        return _encode_numpy(state)
     import torch  # (here, not at import: a numpy learner's run imports this package and never loads torch)
 
     buf = io.BytesIO()
@@ -110,7 +165,16 @@ def encode(state: dict) -> memoryview:
 
 
 def decode(payload: bytes) -> dict:
-    """Plain data only: torch.load(weights_only=True) refuses anything that would run code."""
+    """Plain data only: torch.load(weights_only=True), and np.load(allow_pickle=False) for a numpy learner's
+    payload, refuse anything that would run code."""
+    if bytes(payload[:len(NUMPY_PAYLOAD)]) == NUMPY_PAYLOAD:
+        try:
+            state = _decode_numpy(payload)
+        except Exception as e:  # noqa: BLE001 - any failure means: not a usable checkpoint
+            raise CheckpointError(f"payload is not plain array data ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"payload is a {type(state).__name__}, expected a dict")
+        return state
     import torch
 
     try:

@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 
+import numpy as np
+
 from ..config import CheckpointConfig
 from ..runtime import Hook
 from .fileformat import HEADER_SIZE, CheckpointError, SlotInfo, encode
@@ -18,7 +20,8 @@ log = logging.getLogger("edge_runtime.checkpoint")
 # ---------------------------------------------------------------------------- config
 def ring_cost(rule) -> tuple[int, int]:
     """(bytes per RAM rollback snapshot, bytes when the ring is full)."""
-    per = sum(t.numel() * t.element_size() for ts in rule.snapshot_tensors().values() for t in ts)
+    per = sum(t.nbytes if isinstance(t, np.ndarray) else t.numel() * t.element_size()
+              for ts in rule.snapshot_tensors().values() for t in ts)
     return per, per * rule.ring.depth
 
 

@@ -5,6 +5,8 @@ import json
 import logging
 import time
 
+import numpy as np
+
 from ..body import Restorable
 from ..config import MODEL_BACKEND_KEYS, Config, ConfigError
 from ..runtime import Overrides
@@ -33,24 +35,36 @@ def _load_body_state(body, st: dict | None):
     return body.load_checkpoint_state(st["state"] if st["kind"] == "custom" else st)
 
 
+def _payload_kind(backend: str) -> str:
+    """torch and ort learners hold the same torch state; a numpy learner's is numpy arrays."""
+    return "numpy" if backend == "numpy" else "torch"
+
+
 def capture(runner, seed: int | None = None) -> dict:
     """Everything resume needs, as plain data (tensors cloned, so a writer thread may serialise later)."""
-    import torch  # (here, not at import: a numpy learner's run imports this package and never loads torch)
-
     rule = runner.rule
     rs = rule.state_dict()
-    rs = {k: ([x.clone() for x in v] if isinstance(v, list) and v and isinstance(v[0], torch.Tensor)
-              else v.clone() if isinstance(v, torch.Tensor) else v) for k, v in rs.items()}
+    lifespans = runner.lifespans[-LIFESPANS_KEPT:]
+    if rule.net.name == "numpy":  # (torch is never imported by a numpy learner's run)
+        rs = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in rs.items()}
+        model = rule.brain.state_dict()  # copies
+        lifespans = np.array(lifespans, dtype=np.int64)
+    else:
+        import torch
+
+        rs = {k: ([x.clone() for x in v] if isinstance(v, list) and v and isinstance(v[0], torch.Tensor)
+                  else v.clone() if isinstance(v, torch.Tensor) else v) for k, v in rs.items()}
+        model = {k: v.detach().clone() for k, v in rule.brain.state_dict().items()}
+        lifespans = torch.tensor(lifespans, dtype=torch.int64)
     return {
         "meta": {"format": VERSION, "step": int(rule.steps), "rule": rule.name, "towers": rule.brain.towers,
-                 "seed": int(runner.seed if seed is None else seed), "created": time.time()},
+                 "seed": int(runner.seed if seed is None else seed), "created": time.time(), "backend": rule.net.name},
         "config": json.dumps(runner.cfg.to_dict(), sort_keys=True, default=str),
         "spec": json.dumps(runner.body.spec.to_dict(), sort_keys=True),
-        "model": {k: v.detach().clone() for k, v in rule.brain.state_dict().items()},
+        "model": model,
         "rule": rs,
         "runner": {"body_steps": int(runner.body_steps), "life_steps": int(runner.life_steps),
-                   "lives_completed": len(runner.lifespans),
-                   "lifespans": torch.tensor(runner.lifespans[-LIFESPANS_KEPT:], dtype=torch.int64)},
+                   "lives_completed": len(runner.lifespans), "lifespans": lifespans},
         "body": _body_state(runner.body),
         # console overrides are state of the run (not config): they come back on resume
         "overrides": json.dumps(runner.overrides.active(), sort_keys=True),
@@ -83,9 +97,12 @@ def differences(state: dict, cfg: Config, spec) -> list[str]:
         saved.pop(s, None)
         now.pop(s, None)
     a, b = _flat(saved), _flat(now)
-    for k in MODEL_BACKEND_KEYS:  # a checkpoint written with one backend resumes on the other
+    for k in MODEL_BACKEND_KEYS:  # a checkpoint written with torch resumes on ort and back
         a.pop(f"model.{k}", None)
         b.pop(f"model.{k}", None)
+    saved_backend = state.get("meta", {}).get("backend", "torch")
+    if _payload_kind(saved_backend) != _payload_kind(cfg.model.backend):  # ... but a numpy learner's state is its own
+        diffs.append(f"model.backend: checkpoint {saved_backend!r}, now {cfg.model.backend!r}")
     for k in sorted(set(a) | set(b)):
         if a.get(k, "<absent>") != b.get(k, "<absent>"):
             diffs.append(f"{k}: checkpoint {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r}")
@@ -109,6 +126,10 @@ def apply(runner, state: dict):
     rule = runner.rule
     if state["meta"]["rule"] != rule.name:
         raise CheckpointMismatch(f"checkpoint is for rule {state['meta']['rule']!r}, this run uses {rule.name!r}")
+    saved = state["meta"].get("backend", "torch")  # (checkpoints before the numpy learner: torch)
+    if _payload_kind(saved) != _payload_kind(rule.net.name):
+        raise CheckpointMismatch(f"checkpoint was written with model.backend = {saved}, this run uses "
+                                 f"{rule.net.name}: set model.backend = {saved} to resume it")
     rule.brain.load_state_dict(state["model"], strict=True)
     rule.load_state_dict(state["rule"])
     rule._cur = None

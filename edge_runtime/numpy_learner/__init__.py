@@ -1,9 +1,9 @@
 """model.backend = numpy: the survival rule with a brain computed by hand in numpy, in a process without torch.
 
 A learning process on this backend holds numpy and the runtime, not torch (about 205 MB less resident memory
-on the x86_64 machine; `edge-runtime bench step --set model.backend=numpy` prints the figures). Its weights are
-saved as weights.npz under torch Brain's names, so evaluation, export and the live view of a torch process read
-them as they read weights.pt.
+on the x86_64 machine; `edge-runtime bench step --backend numpy` prints the figures). Its weights are saved as
+weights.npz under torch Brain's names, so evaluation and export (torch processes) read them as they read
+weights.pt; its checkpoints hold numpy arrays (checkpoint/fileformat.py) and resume on this backend.
 """
 from __future__ import annotations
 

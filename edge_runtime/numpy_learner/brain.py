@@ -120,7 +120,8 @@ class NumpyBrain:
         d["lr_head.bias"] = self.lr_b.copy()
         return d
 
-    def load_state_dict(self, d: dict[str, np.ndarray]):
+    def load_state_dict(self, d: dict[str, np.ndarray], strict: bool = True):
+        """Every key, exactly (strict is always on: the argument is torch's, which checkpoints pass)."""
         want = set(self.state_dict())
         if set(d) != want:
             raise ValueError(f"NumpyBrain.load_state_dict: keys differ: missing {sorted(want - set(d))[:4]}, "

@@ -29,6 +29,7 @@ senses and action.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from collections import deque
@@ -47,6 +48,34 @@ class NumpyNet:
     """What `rule.net` says elsewhere: the backend's name (run summaries and benchmarks print it)."""
 
     name = "numpy"
+
+
+class NumpyRing:
+    """rollback.RollbackRing for numpy arrays: the last `depth` snapshots (step, arrays, thought, values)."""
+
+    def __init__(self, depth: int):
+        if depth < 1:
+            raise ValueError("RollbackRing: depth must be >= 1")
+        self.depth = depth
+        self._ring: deque = deque(maxlen=depth)
+
+    def __len__(self):
+        return len(self._ring)
+
+    def push(self, step: int, arrays: list[np.ndarray], thought: np.ndarray, values: dict):
+        self._ring.append((step, [a.copy() for a in arrays], thought.copy(), copy.deepcopy(values)))
+
+    def latest(self):
+        return self._ring[-1] if self._ring else None
+
+    def oldest(self):
+        return self._ring[0] if self._ring else None
+
+    def clear(self):
+        self._ring.clear()
+
+    def nbytes(self) -> int:
+        return sum(sum(a.nbytes for a in arrays) + thought.nbytes for _, arrays, thought, _ in self._ring)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -96,7 +125,7 @@ class NumpySurvival:
         self.scale = RunningScale(cfg.gamma)
         self.delta_mad = 1.0
         self.window: deque = deque(maxlen=cfg.rollback_every * cfg.rollback_depth)
-        self.ring: deque = deque(maxlen=cfg.rollback_depth)  # (step, arrays, values), oldest first
+        self.ring = NumpyRing(cfg.rollback_depth)
         self._since_oldest = 0
         self.take_snapshot()
 
@@ -160,14 +189,19 @@ class NumpySurvival:
     def _arrays(self):
         return [self.p_d, self.p_pi, self.p_lr, self.z_d, self.z_pi]
 
+    def snapshot_tensors(self) -> dict[str, list[np.ndarray]]:
+        """What a RAM snapshot holds (the checkpoint's ring cost reads it)."""
+        return {"params": [self.p_d, self.p_pi, self.p_lr], "z": [self.z_d, self.z_pi], "thought": [self.thought]}
+
     def take_snapshot(self):
         values = {"scale": self.scale.state(), "delta_mad": self.delta_mad, "log_beta": list(self.log_beta)}
-        self.ring.append((self.steps, [a.copy() for a in self._arrays()], self.thought.copy(), copy.deepcopy(values)))
+        self.ring.push(self.steps, self._arrays(), self.thought, values)
 
     def rollback(self, reason: str, which: str = "latest") -> bool:
-        if not self.ring:
+        snap = self.ring.latest() if which == "latest" else self.ring.oldest()
+        if snap is None:
             return False
-        step, arrays, thought, values = self.ring[-1] if which == "latest" else self.ring[0]
+        step, arrays, thought, values = snap
         for dst, src in zip(self._arrays(), arrays):
             dst[...] = src
         self.thought = thought.copy()
@@ -346,3 +380,21 @@ class NumpySurvival:
             for p, b in zip((self.p_d, self.p_pi), self.birth):
                 p += w * (b - p)
         return rolled
+
+    # ------------------------------------------------------------ checkpoints (plain data and numpy arrays)
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "rollbacks": self.rollbacks, "faults": self.faults, "deaths": self.deaths,
+                "rng": json.dumps(self.rng.bit_generator.state), "thought": self.thought.copy(),
+                "z_d": self.z_d.copy(), "z_pi": self.z_pi.copy(), "scale": self.scale.state(),
+                "delta_mad": self.delta_mad, "log_beta": list(self.log_beta), "setback": self.setback.state()}
+
+    def load_state_dict(self, d: dict):
+        self.steps, self.rollbacks, self.faults, self.deaths = d["steps"], d["rollbacks"], d["faults"], d["deaths"]
+        self.rng.bit_generator.state = json.loads(d["rng"])
+        self.thought = np.array(d["thought"], F32)
+        self.z_d[...] = d["z_d"]
+        self.z_pi[...] = d["z_pi"]
+        self.scale.load(d["scale"])
+        self.delta_mad = d["delta_mad"]
+        self.log_beta = list(d["log_beta"])
+        self.setback.load(d["setback"])
