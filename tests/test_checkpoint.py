@@ -139,6 +139,39 @@ def test_loading_never_runs_pickled_code(tmp_path):
     assert not marker.exists()
 
 
+def test_a_numpy_payload_round_trips_and_never_runs_pickled_code(tmp_path):
+    """A numpy learner's payload (b"ERNPZ\\n" + .npz): arrays and plain values come back as they went in; an
+    object array (pickled) in it, or a torn archive, is refused and the other slot is used."""
+    state = {"meta": {"step": 3, "backend": "numpy"}, "model": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
+             "rule": {"z": [np.ones(2, np.float32), 1.5, "x"], "n": 7}, "runner": {"lifespans": np.array([4, 5])}}
+    enc = bytes(ck.encode(state))
+    assert enc.startswith(ck.fileformat.NUMPY_PAYLOAD)
+    back = ck.decode(enc)
+    assert back["meta"] == state["meta"] and back["rule"]["n"] == 7 and back["rule"]["z"][1:] == [1.5, "x"]
+    assert (back["model"]["w"] == state["model"]["w"]).all() and back["model"]["w"].dtype == np.float32
+    assert (back["runner"]["lifespans"] == [4, 5]).all()
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buf = io.BytesIO()
+    buf.write(ck.fileformat.NUMPY_PAYLOAD)
+    sk = json.dumps({"model": {"__array__": "a0"}}).encode()
+    np.savez(buf, __skeleton__=np.frombuffer(sk, np.uint8), a0=np.array([Evil()], dtype=object))
+    s = CheckpointStore(tmp_path)
+    s.save(ck.encode(state), 1)
+    s.save(buf.getvalue(), 2)
+    info, got = s.load()
+    assert info.sequence == 1 and not marker.exists() and got["meta"]["step"] == 3
+    assert "not plain array data" in ck.verify(tmp_path)["slots"][1]["error"]
+    with pytest.raises(ck.CheckpointError, match="not plain array data"):
+        ck.decode(enc[:len(enc) // 2])
+    assert not marker.exists()
+
+
 # ---------------------------------------------------------------------------- disk full
 @pytest.mark.parametrize("where", ["write", "fsync"])
 def test_enospc_is_reported_and_previous_checkpoint_intact(two, monkeypatch, where):
