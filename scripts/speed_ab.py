@@ -1,7 +1,10 @@
 """Two commits side by side: the learning loop's steps/s (or the arena's), and the weights after a fixed run.
 
     python scripts/speed_ab.py --base 5b1301b [--head HEAD|WORKTREE] [--what loop|arena] [--rounds 4]
-                               [--steps 600] [--warmup 200]
+                               [--steps 600] [--warmup 200] [--head-set SECTION.KEY=VALUE ...]
+
+--head-set changes the head's config only (e.g. model.backend=numpy: the base's default loop against the
+head's numpy learner; the weights then differ by construction).
 
 Each commit is checked out in a temporary git worktree and imported from there (PYTHONPATH). In every
 round both run at the same time, each pinned to its own core (taskset), so both meet the same machine
@@ -29,13 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 MEASURE = r"""
 import hashlib, json, sys, tempfile, time
-import torch
+import numpy as np
 from edge_runtime.checkpoint import checkpoint_hooks
 from edge_runtime.config import Config
 from edge_runtime.runtime import Runner
 from sim_bridge.arena import Arena
-mode, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-cfg = Config()
+mode, steps, warmup, overrides = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+cfg = Config.from_dict(overrides) if overrides else Config()
 with Arena(cfg.arena) as body, tempfile.TemporaryDirectory() as d:
     if mode == "arena":
         from edge_runtime.bench import bench_arena
@@ -45,7 +48,8 @@ with Arena(cfg.arena) as body, tempfile.TemporaryDirectory() as d:
         r.run(steps)
         h = hashlib.sha256()
         for k, v in r.rule.brain.state_dict().items():
-            h.update(k.encode()); h.update(v.detach().contiguous().numpy().tobytes())
+            a = v if isinstance(v, np.ndarray) else v.detach().contiguous().numpy()  # numpy learner / torch Brain
+            h.update(k.encode()); h.update(np.ascontiguousarray(a).tobytes())
         print(json.dumps({"weights_sha256": h.hexdigest()}))
     else:
         from edge_runtime.hooks import Hook
@@ -95,7 +99,17 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=600, help="learning steps measured per run")
     ap.add_argument("--warmup", type=int, default=200, help="learning steps before the clock starts")
+    ap.add_argument("--head-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a config value for the head only (repeatable), e.g. model.backend=numpy")
     a = ap.parse_args(argv)
+    head_cfg: dict = {}
+    for item in a.head_set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if not (section and name and value):
+            raise SystemExit(f"speed_ab: --head-set {item!r}: expected SECTION.KEY=VALUE")
+        head_cfg.setdefault(section, {})[name] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
+    cfgs = {"base": "{}", "head": json.dumps(head_cfg)}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"base": worktree(a.base, Path(tmp) / "base"),
                  "head": REPO if a.head == "WORKTREE" else worktree(a.head, Path(tmp) / "head")}
@@ -104,18 +118,18 @@ def main(argv=None) -> int:
             mode, unit = ("rate", "learning") if a.what == "loop" else ("arena", "body")
             for i in range(a.rounds):
                 cores = (0, 1) if i % 2 == 0 else (1, 0)
-                ps = {k: launch(trees[k], c, mode, a.steps, a.warmup) for k, c in zip(("base", "head"), cores)}
+                ps = {k: launch(trees[k], c, mode, a.steps, a.warmup, cfgs[k]) for k, c in zip(("base", "head"), cores)}
                 for k, p in ps.items():
                     rates[k].append(round(result(p)["steps_per_s"], 2))
                 print(f"round {i + 1}: base {rates['base'][-1]} head {rates['head'][-1]} {unit} steps/s", file=sys.stderr)
-            sha = {k: result(launch(t, None, "weights", 500, 0))["weights_sha256"] for k, t in trees.items()}
+            sha = {k: result(launch(t, None, "weights", 500, 0, cfgs[k]))["weights_sha256"] for k, t in trees.items()}
         finally:
             for t in trees.values():
                 if t != REPO:
                     subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(t)],
                                    capture_output=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(json.dumps({"what": a.what, "base": a.base, "head": a.head, "rounds": a.rounds, "steps": a.steps,
+    print(json.dumps({"what": a.what, "base": a.base, "head": a.head, "head_set": a.head_set, "rounds": a.rounds, "steps": a.steps,
                       "warmup": a.warmup, "steps_per_s": rates, "median_steps_per_s": med,
                       "speedup": round(med["head"] / med["base"], 3),
                       "weights_after_500_identical": sha["base"] == sha["head"], "weights_sha256": sha}))
