@@ -38,7 +38,7 @@ class WorldChangeHook(Hook):
 
     def _save(self, runner, b_steps: int):
         path = self.out / f"brain-b{b_steps}.pt"
-        runner.save_weights(path)
+        path = runner.save_weights(path)  # (a numpy learner's weights are brain-b*.npz)
         self.saved[b_steps] = str(path)
 
     def on_step(self, runner, sense, metrics):

@@ -127,23 +127,33 @@ def _import_torch_mb() -> dict:
 
 
 def _tensor_mb(tensors) -> float:
-    return round(sum(t.numel() * t.element_size() for t in tensors) / 2**20, 2)
+    """torch tensors or numpy arrays (the numpy learner's)."""
+    return round(sum(t.nbytes if isinstance(t, np.ndarray) else t.numel() * t.element_size() for t in tensors) / 2**20, 2)
 
 
 def bench_soak(cfg: Config, steps: int, every: int, seed: int, warmup_frac: float = 0.2) -> dict:
     probe = _RssProbe(every)
     t = time.perf_counter()
+    numpy_backend = cfg.model.backend == "numpy"
+    if not numpy_backend:
+        import torch  # noqa: F401  (before the baseline: "+brain, rule and ring" must not count torch's import)
     with arena(cfg) as body, tempfile.TemporaryDirectory() as run_dir:
         before_runner = rss_mb()
         r = _runner(cfg, body, run_dir, seed, [probe])
         after_runner = rss_mb()
         rule = r.rule
+        brain = rule.brain
+        if numpy_backend:
+            params = brain.flats()
+            stats = [brain.eye_norm.mean, brain.eye_norm.m2] if brain.eye_norm is not None else []
+        else:
+            params, stats = list(brain.parameters()), list(brain.buffers())
         where = {
             **_import_torch_mb(),
             "this_process_before_the_brain_mb": round(before_runner, 1),
             "brain_rule_and_ring_built_mb": round(after_runner - before_runner, 1),
-            "parameters_mb": _tensor_mb(rule.brain.parameters()),
-            "eye_statistics_mb": _tensor_mb(rule.brain.buffers()),
+            "parameters_mb": _tensor_mb(params),
+            "eye_statistics_mb": _tensor_mb(stats),
             # what a snapshot holds besides the parameters and the thought: the rule's traces
             "traces_mb": _tensor_mb([t for k, ts in rule.snapshot_tensors().items() if k not in ("params", "thought")
                                      for t in ts]),
@@ -159,7 +169,7 @@ def bench_soak(cfg: Config, steps: int, every: int, seed: int, warmup_frac: floa
     return {"steps": learned, "every": every, "rss_mb": probe.samples,
             "slope_mb_per_10k_after_warmup": None if slope is None else round(slope, 3),
             "warmup_steps": int(warmup_frac * steps), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "where_the_memory_goes": where, "wall_s": round(wall, 1), "rule": cfg.rule.name}
+            "where_the_memory_goes": where, "wall_s": round(wall, 1), "rule": cfg.rule.name, "backend": rule.net.name}
 
 
 def timed_arena_run(cfg: Config, steps: int, seed: int, hooks: list[Hook]) -> tuple[dict, float, float]:

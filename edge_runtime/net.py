@@ -40,6 +40,8 @@ def make_net(brain: Brain, rule_name: str):
     """The backend model.backend names, for a brain driven by rule `rule_name`."""
     if brain.cfg.backend == "torch":
         return TorchNet(brain)
+    if brain.cfg.backend == "numpy":  # (the numpy learner has its own brain: edge_runtime/numpy_learner.build)
+        raise ValueError("model.backend = numpy: the rule is built by edge_runtime.numpy_learner.build, not on a torch Brain")
     from .ort_net import OrtNet, OrtUnavailable
 
     if brain.towers != "split":

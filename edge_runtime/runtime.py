@@ -102,7 +102,7 @@ class Runner:
         self.cfg = cfg
         self.body = body
         self.seed = seed
-        numpy_backend = cfg.model.backend == "numpy" and (rule is None or rule.net.name == "numpy")
+        numpy_backend = cfg.model.backend == "numpy" and (rule is None or (rule.learns and rule.net.name == "numpy"))
         if (rule is None or rule.learns) and not numpy_backend:
             import torch
 
@@ -166,6 +166,7 @@ class Runner:
                 if not self.run_dir:
                     return None
                 path = self.run_dir / "weights.npz"
+            path = Path(path).with_suffix(".npz")  # (evaluation tells the formats apart by the suffix)
             tmp = Path(str(path) + ".tmp")
             self.rule.brain.save(tmp, {"towers": "split", "spec": self.body.spec.to_dict(),
                                        "model_cfg": section_to_dict(self.cfg.model), "rule": self.rule.name,

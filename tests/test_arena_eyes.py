@@ -76,10 +76,16 @@ def test_awkward_scenes_render_as_before():
 
 
 # sha256 (first 16 hex) of every step's touch, HP and energy and the final world state, recorded with the arena
-# as it was before the speed-up (commit 5b1301b), on these seeds and this action stream
+# as it was before the speed-up (commit 5b1301b), on these seeds and this action stream. numpy's float64
+# sin, cos and arctan2 over arrays take a SIMD path that depends on the CPU (and numpy's build), so the last
+# bits, and the digest, differ between machines: each digest here was recorded by running 5b1301b's arena on
+# that machine (the first on an earlier session's machine; the second with numpy 2.4.6 on an AVX2 machine,
+# where 5b1301b and the sped-up arena give the same digest, with or without AVX2). A change to the physics
+# gives a digest that is neither.
 RECORDED_PHYSICS = {
-    "default": ({}, 1, "992340c39a3b7c10"),
-    "crowded": (dict(n_hazards=6, moving_hazards=6, hazard_speed=0.08, n_obstacles=5), 2, "3a1aad9e8e3b2821"),
+    "default": ({}, 1, {"992340c39a3b7c10", "63ab6bf59ed8dc75"}),
+    "crowded": (dict(n_hazards=6, moving_hazards=6, hazard_speed=0.08, n_obstacles=5), 2,
+                {"3a1aad9e8e3b2821", "aed67c7d7fd29755"}),
 }
 
 
@@ -97,4 +103,4 @@ def test_physics_as_before_the_speed_up(world):
         if s.dead:
             s = a.respawn()
     h.update(json.dumps(a.checkpoint_state(), sort_keys=True).encode())
-    assert h.hexdigest()[:16] == recorded
+    assert h.hexdigest()[:16] in recorded

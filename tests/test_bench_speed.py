@@ -30,8 +30,10 @@ def test_bench_loop_times_every_part_and_they_add_up(backend):
     assert r["steps"] == 40 and r["threads"] == 1 and r["peak_rss_mb"] > 0
 
 
-def test_bench_soak_samples_rss_and_says_where_memory_goes():
-    r = run("bench", "soak", "--steps", "60", "--every", "20", "--json")
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_bench_soak_samples_rss_and_says_where_memory_goes(backend):
+    r = run("bench", "soak", "--steps", "60", "--every", "20", "--set", f"model.backend={backend}", "--json")
+    assert r["backend"] == backend
     assert [s for s, _ in r["rss_mb"]] == [0, 20, 40, 60]
     assert all(m > 50 for _, m in r["rss_mb"])
     assert r["slope_mb_per_10k_after_warmup"] is not None

@@ -257,3 +257,13 @@ def test_resume_is_bit_exact_with_an_uninterrupted_run(tmp_path):
     assert resumed.rule.steps == 160 and resumed.lifespans[:len(half.lifespans)] == half.lifespans
     ok = straight.lifespans[:len(half.lifespans) + 1] == resumed.lifespans[:len(half.lifespans) + 1]
     assert ok, (straight.lifespans, resumed.lifespans)
+
+
+def test_bench_adapt_saves_and_evaluates_a_numpy_learners_brains(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "bench", "adapt", "--change", "swap-colours",
+                        "--steps-a", "40", "--steps-b", "40", "--seeds", "1", "--lives", "1", "--cap", "100", "--jobs",
+                        "1", "--set", "model.backend=numpy", "--out", str(tmp_path), "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    saved = sorted(p.name for p in (tmp_path / "continuing-s1").glob("brain-b*"))
+    assert saved == ["brain-b0.npz", "brain-b40.npz"]

@@ -107,14 +107,6 @@ def parse(data: bytes, slot: str = "?", path: str = "") -> tuple[SlotInfo, bytes
 NUMPY_PAYLOAD = b"ERNPZ\n"
 
 
-def _holds_arrays(x) -> bool:
-    if isinstance(x, dict):
-        return any(_holds_arrays(v) for v in x.values())
-    if isinstance(x, (list, tuple)):
-        return any(_holds_arrays(v) for v in x)
-    return isinstance(x, np.ndarray)
-
-
 def _encode_numpy(state: dict) -> memoryview:
     arrays: dict[str, np.ndarray] = {}
 
@@ -154,8 +146,8 @@ def _decode_numpy(payload) -> dict:
 
 def encode(state: dict) -> memoryview:
     """The state serialised; a view of the serialiser's own buffer, not a copy of it (the save's peak memory
-    is what a small board has to spare). A state with numpy arrays (a numpy learner's) is written without torch."""
-    if _holds_arrays(state):
+    is what a small board has to spare). A numpy learner's state (meta.backend = numpy) is written without torch."""
+    if isinstance(state.get("meta"), dict) and state["meta"].get("backend") == "numpy":
         return _encode_numpy(state)
     import torch  # (here, not at import: a numpy learner's run imports this package and never loads torch)
 

@@ -23,8 +23,8 @@ Per decision, with g(v) = the gradient of <v, output region> (the brain's backwa
     death:    roll back to the oldest snapshot, replay the window into fresh traces (sign -1), one bounded
               aversive step at lr_max, clear traces, setback forgetting toward the birth weights.
 
-tests/test_numpy_learner.py holds one learn() step of this rule to the torch rule's, from the same weights,
-senses and action.
+tests/test_numpy_learner.py holds ten decisions of this rule (a death among them) to the torch rule's, from the
+same weights, senses and actions.
 """
 from __future__ import annotations
 
@@ -295,7 +295,8 @@ class NumpySurvival:
             nxt = self.brain.discomfort_estimate(next_eyes, next_body, self.thought)
             d_next, f_next = self._main(nxt), nxt[:self.k_fc]
         delta = c_scaled + c.gamma * d_next - d_now
-        u = 1.0 / (1.0 + math.exp(-float(r["lr"].mean())))
+        z = -float(r["lr"].mean())
+        u = 1.0 / (1.0 + math.exp(z)) if z < 700.0 else 0.0  # sigmoid; exp would overflow where it is 0
         lr_scale = c.lr_min + (c.lr_max - c.lr_min) * u if c.self_lr else c.fixed_lr_scale
         ent = sum(self.head_entropies(logits))
         self._adapt_entropy(logits)
