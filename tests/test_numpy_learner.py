@@ -177,6 +177,7 @@ def test_config_names_what_the_numpy_backend_cannot_run():
 
 LEARN_WITHOUT_TORCH = """
 import json, sys
+sys.modules["torch"] = None  # as on a robot without torch installed: any import of it raises
 from edge_runtime.bodies import make_body
 from edge_runtime.config import Config
 from edge_runtime.runtime import Runner
@@ -185,7 +186,8 @@ with make_body(cfg, "arena") as body:
     r = Runner(cfg, body, seed=2, run_dir=sys.argv[1], progress=False)
     s = r.run(300)
     r.save_weights()
-print(json.dumps({"torch": "torch" in sys.modules, "steps": s["steps"], "backend": s["backend"], "faults": r.rule.faults}))
+print(json.dumps({"torch": sys.modules["torch"] is not None, "steps": s["steps"], "backend": s["backend"],
+                  "faults": r.rule.faults}))
 """
 
 
