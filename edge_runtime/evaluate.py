@@ -152,24 +152,27 @@ def _read_frozen(path: str | Path) -> dict:
 
 def _from_npz(p: Path) -> dict:
     """weights.npz of a numpy learner: torch Brain's state dict by name, and its record under __meta__."""
-    import torch
-
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop("__meta__").tobytes())
     except Exception as e:  # a corrupt or foreign file
         raise PolicyError(f"{p}: not a readable weights file ({type(e).__name__}: {e})") from None
-    return {**meta, "model": {k: torch.from_numpy(v) for k, v in arrays.items()}}
+    return {**meta, "model": _as_tensors(arrays)}
+
+
+def _as_tensors(model: dict) -> dict:
+    """A numpy learner's state dict as the torch Brain loads it."""
+    import torch
+
+    return {k: torch.from_numpy(np.asarray(v)) for k, v in model.items()}
 
 
 def _from_checkpoint(state: dict) -> dict:
     cfg = json.loads(state["config"])
     model = state["model"]
     if any(isinstance(v, np.ndarray) for v in model.values()):  # a numpy learner's checkpoint
-        import torch
-
-        model = {k: torch.from_numpy(np.asarray(v)) for k, v in model.items()}
+        model = _as_tensors(model)
     return {"model": model, "towers": state["meta"]["towers"], "spec": json.loads(state["spec"]),
             "model_cfg": cfg["model"], "rule": state["meta"]["rule"]}
 

@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from edge_runtime.cli_common import parse_value  # noqa: E402  (torch-free: the measuring runs import their own tree)
 
 MEASURE = r"""
 import hashlib, json, sys, tempfile, time
@@ -108,7 +110,7 @@ def main(argv=None) -> int:
         section, _, name = key.partition(".")
         if not (section and name and value):
             raise SystemExit(f"speed_ab: --head-set {item!r}: expected SECTION.KEY=VALUE")
-        head_cfg.setdefault(section, {})[name] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
+        head_cfg.setdefault(section, {})[name] = parse_value(value)  # as --set reads it
     cfgs = {"base": "{}", "head": json.dumps(head_cfg)}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"base": worktree(a.base, Path(tmp) / "base"),

@@ -79,11 +79,10 @@ class NumpyBrain:
         self.discomfort = Tower(cfg, self.body_dim, t, cfg.loss_size)
         extra = self.discomfort.width if cfg.actor_reads_critic else 0
         self.policy = Tower(cfg, self.body_dim, t, self.regions.actions + t, extra_in=extra)
-        self.lr_w = np.zeros((cfg.lr_size, self.policy.width), F32)
-        self.lr_b = np.zeros(cfg.lr_size, F32)
-        self.lr_flat = np.zeros(self.lr_w.size + self.lr_b.size, F32)
-        self.lr_w = self.lr_flat[:self.lr_w.size].reshape(self.lr_w.shape)
-        self.lr_b = self.lr_flat[self.lr_w.size:]
+        n_w = cfg.lr_size * self.policy.width
+        self.lr_flat = np.zeros(n_w + cfg.lr_size, F32)  # lr_head's weight, then its bias
+        self.lr_w = self.lr_flat[:n_w].reshape(cfg.lr_size, self.policy.width)
+        self.lr_b = self.lr_flat[n_w:]
         rng = np.random.default_rng(seed)
         # torch's Brain initialises its modules in registration order: the discomfort tower, the policy, lr_head
         self.discomfort.init(rng, cfg.sparse_init, cfg.thought_init == "zero")
@@ -94,9 +93,8 @@ class NumpyBrain:
         for i in range(cfg.lr_size):
             if n_zero:
                 self.lr_w[i, rng.permutation(self.policy.width)[:n_zero]] = 0.0
-        a = self.regions.actions
         self.slices = self.regions.slices()
-        self._a = a
+        self._a = self.regions.actions
 
     # ------------------------------------------------------------------ parameters
     def flats(self) -> list[np.ndarray]:

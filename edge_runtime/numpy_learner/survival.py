@@ -257,12 +257,12 @@ class NumpySurvival:
         for (lo, hi), a in zip(ranges, steps):
             p[lo:hi] += F32(scale * a * delta) * z[lo:hi]
 
-    def _adapt_entropy(self, logits):
+    def _adapt_entropy(self, h: list[float]):
+        """h: each head's entropy at this decision."""
         c = self.cfg
         if c.entropy_target <= 0:
             return
         frac = self.setback.target_fraction()
-        h = self.head_entropies(logits)
         self.log_beta = [min(math.log(10.0), max(math.log(1e-4), b + c.entropy_adapt * (frac * m - x)))
                          for b, m, x in zip(self.log_beta, self.h_max, h)]
 
@@ -298,8 +298,9 @@ class NumpySurvival:
         z = -float(r["lr"].mean())
         u = 1.0 / (1.0 + math.exp(z)) if z < 700.0 else 0.0  # sigmoid; exp would overflow where it is 0
         lr_scale = c.lr_min + (c.lr_max - c.lr_min) * u if c.self_lr else c.fixed_lr_scale
-        ent = sum(self.head_entropies(logits))
-        self._adapt_entropy(logits)
+        h = self.head_entropies(logits)  # once: the metric and the entropy weights read it
+        ent = sum(h)
+        self._adapt_entropy(h)
         if (not self.finite(delta, lr_scale, d_now) or abs(c.gamma * d_next - d_now) > c.max_abs_delta
                 or not (c.lr_min * 0.999 <= lr_scale <= 1.0)):
             return self.fault(f"delta={delta} self_lr={lr_scale}")
