@@ -203,7 +203,7 @@ class Tower:
         if kind == "full":
             name = spec[0]
             cols = cache.pop()
-            g[name][...] = (dy.reshape(dy.shape[0], -1) @ cols.T).reshape(g[name].shape)
+            np.matmul(dy.reshape(dy.shape[0], -1), cols.T, out=g[name].reshape(dy.shape[0], -1))
             if need_dx:
                 raise AssertionError("the stem's input is the eyes: no gradient is asked of them")
             return None
@@ -211,13 +211,13 @@ class Tower:
             x = cache.pop()
             wgt = p[spec][:, :, 0, 0]
             dy2 = dy.reshape(dy.shape[0], -1)
-            g[spec][:, :, 0, 0] = dy2 @ x.reshape(x.shape[0], -1).T
+            np.matmul(dy2, x.reshape(x.shape[0], -1).T, out=g[spec][:, :, 0, 0])
             return (wgt.T @ dy2).reshape(x.shape)
         if kind == "dw":
             name, k, s, pad = spec
             x_shape, cols = cache.pop()
             c = dy.shape[0]
-            g[name][...] = np.matmul(dy.reshape(c, 1, -1), cols).reshape(g[name].shape)
+            np.matmul(dy.reshape(c, 1, -1), cols, out=g[name].reshape(c, 1, -1))
             return depthwise_input_grad(dy, p[name][:, 0], k, s, pad, x_shape[1], x_shape[2])
         if kind == "norm":
             c = cache.pop()
@@ -230,10 +230,10 @@ class Tower:
             w1 = p[f"{spec}.fc1.weight"][:, :, 0, 0]
             w2 = p[f"{spec}.fc2.weight"][:, :, 0, 0]
             dgp = hsigmoid_bwd((dy * x).sum(axis=(1, 2), dtype=F32), gp)
-            g[f"{spec}.fc2.weight"][:, :, 0, 0] = np.outer(dgp, a)
+            np.multiply(dgp[:, None], a, out=g[f"{spec}.fc2.weight"][:, :, 0, 0])  # the outer product, in place
             g[f"{spec}.fc2.bias"][...] = dgp
             da = np.where(a > 0, w2.T @ dgp, F32(0.0))
-            g[f"{spec}.fc1.weight"][:, :, 0, 0] = np.outer(da, s)
+            np.multiply(da[:, None], s, out=g[f"{spec}.fc1.weight"][:, :, 0, 0])
             g[f"{spec}.fc1.bias"][...] = da
             ds = w1.T @ da
             return dy * gate[:, None, None] + ds[:, None, None] / F32(x.shape[1] * x.shape[2])
@@ -249,12 +249,12 @@ class Tower:
     def backward(self, d_out, out_in, hc, g: dict[str, np.ndarray]):
         """Gradients of <d_out, out(out_in)> into `g` (views of a flat vector), through h into the trunk;
         out_in is what the output layer read, whose first `width` entries are this tower's h."""
-        g["out.weight"][...] = np.outer(d_out, out_in)
+        np.multiply(d_out[:, None], out_in, out=g["out.weight"])  # outer products written in place: no temporary
         g["out.bias"][...] = d_out
         dh0 = self.p["out.weight"][:, :self.hidden_n].T @ d_out  # body and pooled eyes past h0 are inputs
         dn = np.where(hc["n"] > 0, dh0, dh0 * F32(0.01))
         dpre = ln_bwd(dn, hc["n"], hc["inv"])
-        g["fc.weight"][...] = np.outer(dpre, hc["z"])
+        np.multiply(dpre[:, None], hc["z"], out=g["fc.weight"])
         g["fc.bias"][...] = dpre
         dx = (self.p["fc.weight"][:, :self.trunk_dim].T @ dpre).reshape(self.trunk_shape)
         cache = list(hc["trunk"])  # popped from the end: layer by layer, last first
