@@ -10,7 +10,7 @@ import numpy as np
 
 from .bodies import kind
 from .bodies import make_body as make_body_named
-from .config import Config
+from .config import Config, learner_backend
 from .jsonout import dumps
 from .memory import peak_rss_mb, vm_hwm_mb  # noqa: F401  (re-exported: bench_loop and the peer read them here)
 
@@ -53,7 +53,7 @@ def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
     imports torch here (the record's `torch_imported` says whether anything else in the process did)."""
     from .acting import act_repeat
 
-    numpy_backend = cfg.model.backend == "numpy"
+    numpy_backend = learner_backend(cfg.model, cfg.rule.name) == "numpy"
     if numpy_backend:
         from .numpy_learner import NumpySenseEncoder as SenseEncoder
         from .numpy_learner import build
@@ -109,12 +109,18 @@ def eval_seed_for(seed: int) -> int:
     return 10_000 + 1_000 * seed
 
 
+def _one_torch_thread():
+    """Jobs run side by side, one per core: torch's own threads would fight over them."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _job(job: dict) -> list[dict]:
     cfg = Config.from_dict(job["cfg"])
-    if cfg.model.backend != "numpy":
-        import torch
-
-        torch.set_num_threads(1)
+    numpy_learner = job["kind"] != "baseline" and learner_backend(cfg.model, cfg.rule.name) == "numpy"
+    if not numpy_learner:
+        _one_torch_thread()
     from .evaluate import evaluate, make_policy
     from .runtime import Runner
 
@@ -132,6 +138,8 @@ def _job(job: dict) -> list[dict]:
         runner = Runner(cfg, body, seed=seed, run_dir=job["run_dir"], progress=False)
         summary = runner.run(job["steps"])
     learn_s = time.perf_counter() - t
+    if numpy_learner:
+        _one_torch_thread()  # now, for the evaluation harness (torch's): the numpy learner ran without torch
     for greedy in (False, True):
         pol = make_policy(job["run_dir"], spec, greedy=greedy)
         r = evaluate(pol, make_body, cfg, job["lives"], ev_seed, cap=job["cap"])

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from .bench import arena, peak_rss_mb
-from .config import Config
+from .config import Config, learner_backend
 from .hooks import Hook
 
 PARTS = ("senses", "decide", "body", "learn", "metrics", "hooks")
@@ -134,7 +134,7 @@ def _tensor_mb(tensors) -> float:
 def bench_soak(cfg: Config, steps: int, every: int, seed: int, warmup_frac: float = 0.2) -> dict:
     probe = _RssProbe(every)
     t = time.perf_counter()
-    numpy_backend = cfg.model.backend == "numpy"
+    numpy_backend = learner_backend(cfg.model, cfg.rule.name) == "numpy"
     if not numpy_backend:
         import torch  # noqa: F401  (before the baseline: "+brain, rule and ring" must not count torch's import)
     with arena(cfg) as body, tempfile.TemporaryDirectory() as run_dir:

@@ -21,7 +21,8 @@ def add_bench_parsers(sub) -> None:
     bs = bsub.add_parser("step", help="one agent step: forward and learn ms, peak RSS")
     _add_common(bs)
     bs.add_argument("--backend", choices=("torch", "onnx", "ort", "numpy"), default="torch",
-                    help="onnx: an exported brain (--policy) acting through ONNX Runtime, torch never imported; "
+                    help="torch (the default here, whatever model.backend says): torch autograd; "
+                         "onnx: an exported brain (--policy) acting through ONNX Runtime, torch never imported; "
                          "ort / numpy: learning with model.backend = ort / numpy, and the torch backend measured "
                          "beside it in its own process (the record's `torch`)")
     bs.add_argument("--policy", default=None, metavar="brain.onnx", help="the exported brain (--backend onnx)")
@@ -301,8 +302,8 @@ def cmd_bench_step(args) -> int:
         raise UsageError("--policy goes with --backend onnx (the torch step bench measures a fresh brain)")
     from .bench import bench_step
 
-    if args.backend in ("ort", "numpy"):
-        args.set = list(args.set or []) + [f"model.backend={args.backend}"]
+    # the flag names the learner measured, whatever the config's model.backend (auto included) says
+    args.set = list(args.set or []) + [f"model.backend={args.backend}"]
     cfg = load_config(args)
     if args.backend == "torch":
         return _print_figures(bench_step(cfg, args.steps, args.warmup, args.seed), args.json)

@@ -7,7 +7,8 @@ A rule asks its `net` for three things and nothing else:
                                             forward()'s output; a parameter the outputs do not reach gets None
                                             or zeros
 
-`TorchNet` (model.backend = torch, the default) is torch autograd over the Brain. `OrtNet`
+`TorchNet` (model.backend = torch; auto where the numpy learner does not compute the config) is torch autograd
+over the Brain. `OrtNet`
 (edge_runtime/ort_net.py, model.backend = ort) runs the same passes in ONNX Runtime. Either way the
 parameters are the Brain's torch tensors: the rule updates them in place, the rollback ring and the
 checkpoints hold them, so a checkpoint written with one backend resumes on the other.
@@ -37,8 +38,10 @@ class TorchNet:
 
 
 def make_net(brain: Brain, rule_name: str):
-    """The backend model.backend names, for a brain driven by rule `rule_name`."""
-    if brain.cfg.backend == "torch":
+    """The backend model.backend names, for a brain driven by rule `rule_name`. `auto` is torch here: a torch Brain
+    is built by rules.build, which a learner reaches when learner_backend() resolved auto to torch (or a caller
+    that batches in torch, like the population, chose it)."""
+    if brain.cfg.backend in ("torch", "auto"):
         return TorchNet(brain)
     if brain.cfg.backend == "numpy":  # (the numpy learner has its own brain: edge_runtime/numpy_learner.build)
         raise ValueError("model.backend = numpy: the rule is built by edge_runtime.numpy_learner.build, not on a torch Brain")

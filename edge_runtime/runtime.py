@@ -33,7 +33,7 @@ import numpy as np
 
 from .acting import act_repeat
 from .body import Body, MotorControl, Revivable, Sense
-from .config import Config, ConfigError, section_to_dict
+from .config import Config, ConfigError, learner_backend, section_to_dict
 from .hooks import Hook
 from .jsonout import dumps
 
@@ -102,7 +102,8 @@ class Runner:
         self.cfg = cfg
         self.body = body
         self.seed = seed
-        numpy_backend = cfg.model.backend == "numpy" and (rule is None or (rule.learns and rule.net.name == "numpy"))
+        numpy_backend = (learner_backend(cfg.model, cfg.rule.name) == "numpy" if rule is None
+                         else rule.learns and rule.net.name == "numpy")
         if (rule is None or rule.learns) and not numpy_backend:
             import torch
 

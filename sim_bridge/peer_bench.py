@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.acting import act_repeat
-from edge_runtime.config import Config
+from edge_runtime.config import Config, learner_backend
 from edge_runtime.evaluate import Policy
 from edge_runtime.hooks import Hook
 from edge_runtime.jsonout import dumps
@@ -138,7 +138,7 @@ def learn_ours(job: dict) -> dict:
     from edge_runtime.runtime import Runner
 
     cfg = Config.from_dict(job["cfg"])
-    if cfg.model.backend != "numpy":  # (model.backend = numpy learns in a process that never imports torch)
+    if learner_backend(cfg.model, cfg.rule.name) != "numpy":  # (the numpy learner's process never imports torch)
         import torch
 
         torch.set_num_threads(1)

@@ -354,7 +354,8 @@ def _same(a, b):
 
 
 def test_resume_is_bit_exact_with_an_uninterrupted_run(tmp_path):
-    cfg = Config()
+    """torch's learner (the numpy one's: tests/test_numpy_learner.py)."""
+    cfg = Config.from_dict({"model": {"backend": "torch"}})
     mk = lambda d: CheckpointHook(CheckpointStore(d), CheckpointConfig(every_s=0, min_interval_s=0), handle_sigint=False)  # noqa: E731
     straight = Runner(cfg, Arena(cfg.arena), seed=5, progress=False)
     straight.run(24)
@@ -468,7 +469,7 @@ def test_cli_continue_starts_fresh_then_continues_and_keeps_corrupt_files(tmp_pa
     aside = sorted(tmp_path.glob("run.old-*"))
     assert len(aside) == 1  # the whole old run, its damaged checkpoints and its weights, kept for a post-mortem
     assert len(sorted((aside[0] / "checkpoints").glob("ckpt-*.bin"))) == len(slots)
-    assert (aside[0] / "weights.pt").exists() and len((aside[0] / "metrics.jsonl").read_text().splitlines()) == 10
+    assert (aside[0] / "weights.npz").exists() and len((aside[0] / "metrics.jsonl").read_text().splitlines()) == 10
     assert len((d / "metrics.jsonl").read_text().splitlines()) == 3
     p = run_cli("--sim", "--steps", "3", "--continue", "--no-progress")
     assert p.returncode == 2 and "--continue goes with --run-dir" in p.stderr

@@ -19,7 +19,8 @@ def test_sim_learns_and_writes_a_run_directory(tmp_path):
     assert rc == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["steps"] == 30 and summary["rule"] == "survival"
-    for f in ("config.toml", "body_spec.json", "metrics.jsonl", "weights.pt", "summary.json"):
+    assert summary["backend"] == "numpy"  # model.backend = auto at the default config
+    for f in ("config.toml", "body_spec.json", "metrics.jsonl", "weights.npz", "summary.json"):
         assert (d / f).exists(), f
     lines = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 30
@@ -143,7 +144,7 @@ def test_eval_a_flash_checkpoint_file_and_a_run_dir_without_weights(tmp_path):
     assert ckpts
     rc, out, err = run("eval", "--policy", str(ckpts[0]), "--lives", "1", "--seed", "1", "--cap", "100", "--json")
     assert rc == 0, err
-    (d / "weights.pt").unlink()
+    (d / "weights.npz").unlink()  # (the default learner's weights)
     rc, out, err = run("eval", "--policy", str(d), "--lives", "1", "--seed", "1", "--cap", "100", "--json")
     assert rc == 0, err
     ckpts[0].write_bytes(ckpts[0].read_bytes()[:-10])  # torn

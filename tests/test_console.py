@@ -145,7 +145,7 @@ def test_writable_console_changes_the_runtime(tmp_path):
         assert bad.startswith("error: lr:") and "lr_max" in bad and rule.cfg.lr_max == 0.9
         rb = rule.rollbacks
         assert t.cmd("rollback").startswith("rolled back") and rule.rollbacks == rb + 1
-        assert t.cmd("save").startswith("saved ") and (tmp_path / "run" / "weights.pt").exists()
+        assert t.cmd("save").startswith("saved ") and (tmp_path / "run" / "weights.npz").exists()
         assert t.cmd("save").startswith("error: save: the last save was")  # rate-limited
         assert t.cmd("motors stop").startswith("motors stopped") and live.body.motors_held
         assert "motors_held True" in t.cmd("overrides") and t.cmd("motors go") == "motors released"

@@ -1,6 +1,7 @@
 """A fixed short run gives bit-identical weights: refactors of the house (bodies, config, modules) must not change
 what the brain learns. The hash was recorded at commit 3f4bf94 (before the bad-day and house changes) and still
-matched after them, on x86_64 with the pinned CPU torch; other builds round differently, so it runs only there."""
+matched after them, on x86_64 with the pinned CPU torch; other builds round differently, so it runs only there.
+These are torch's learner (model.backend = torch); the default config's (auto: the numpy learner) is held at the end."""
 import hashlib
 import platform
 
@@ -18,7 +19,7 @@ RECORDED_500 = "0aec2587dfaadb98137a630c2930ee337b9643d0b65c10eaeaefebc0757474d9
 
 
 def _weights_after(steps: int) -> tuple[str, "Runner"]:
-    cfg = Config()
+    cfg = Config.from_dict({"model": {"backend": "torch"}})
     with Arena(cfg.arena) as body:
         r = Runner(cfg, body, seed=3, progress=False)
         r.run(steps)
@@ -43,3 +44,29 @@ def test_500_steps_give_the_weights_from_before_the_speed_work():
     digest, r = _weights_after(500)
     assert (r.rule.steps, r.lifespans) == (500, [491, 432, 898])  # three lives in, deaths and rollbacks included
     assert digest == RECORDED_500
+
+
+# The default config's learner (model.backend = auto resolves to numpy): 500 decisions from seed 7, recorded at the
+# numpy learner's first commit (56cf787) and unchanged by the speed-ups since. numpy's matrix products come from its
+# BLAS, whose kernels (and so their rounding) are chosen per CPU: one recording per machine that ran it.
+RECORDED_NUMPY_500 = {"783f1dfdd9bd6049"}
+
+
+def test_the_default_learner_is_numpy_and_its_500_decisions_give_the_recorded_weights():
+    import numpy as np
+
+    cfg = Config()
+    with Arena(cfg.arena) as body:
+        r = Runner(cfg, body, seed=7, progress=False)
+        r.run(500)
+    assert r.rule.net.name == "numpy"
+    h = hashlib.sha256()
+    for k, v in sorted(r.rule.brain.state_dict().items()):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v).tobytes())
+    h.update(r.rule.z_d.tobytes())
+    h.update(r.rule.z_pi.tobytes())
+    assert (r.rule.steps, len(r.lifespans), r.rule.rollbacks) == (500, 3, 3)
+    assert h.hexdigest()[:16] in RECORDED_NUMPY_500, (
+        f"{h.hexdigest()[:16]}: the numpy learner's weights after 500 decisions changed (or this CPU's BLAS rounds "
+        "differently: run the commit that recorded it here, and add its digest if it gives this one)")

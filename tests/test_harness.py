@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,7 +101,8 @@ def test_the_hook_changes_the_world_under_a_learning_brain_and_saves_brains(tmp_
     runner = Runner(Config(), body, seed=1, run_dir=tmp_path / "run", progress=False, hooks=[hook])
     runner.run(12)
     assert body.cfg.food_color == ArenaConfig().hazard_color  # the same body, changed mid-run
-    assert sorted(hook.saved) == [0, 3, 6] and all((tmp_path / f"brain-b{b}.pt").exists() for b in (0, 3, 6))
+    assert sorted(hook.saved) == [0, 3, 6] and all(Path(p).exists() for p in hook.saved.values())
+    assert {Path(p).name for p in hook.saved.values()} == {f"brain-b{b}.npz" for b in (0, 3, 6)}  # the default learner
 
 
 def test_bench_adapt_tiny(tmp_path):

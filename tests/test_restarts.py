@@ -24,7 +24,7 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     d = tmp_path / "run"
     p = run_cli("--sim", "--steps", "4", "--seed", "1", "--run-dir", str(d), "--no-progress")
     assert p.returncode == 0, p.stderr
-    before = {f: (d / f).read_bytes() for f in ("weights.pt", "metrics.jsonl", "summary.json")}
+    before = {f: (d / f).read_bytes() for f in ("weights.npz", "metrics.jsonl", "summary.json")}
     slots = {f.name: f.read_bytes() for f in (d / "checkpoints").glob("ckpt-*.bin")}
     p = run_cli("--sim", "--steps", "4", "--seed", "2", "--run-dir", str(d), "--no-progress")
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
@@ -35,7 +35,7 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     p = run_cli("--sim", "--steps", "3", "--seed", "2", "--run-dir", str(d), "--fresh", "--no-progress")
     assert p.returncode == 0, p.stderr
     aside = list(tmp_path.glob("run.old-*"))
-    assert len(aside) == 1 and (aside[0] / "weights.pt").read_bytes() == before["weights.pt"]
+    assert len(aside) == 1 and (aside[0] / "weights.npz").read_bytes() == before["weights.npz"]
     assert len((d / "metrics.jsonl").read_text().splitlines()) == 3
     assert run_cli("--sim", "--steps", "3", "--run-dir", str(d), "--fresh", "--continue").returncode == 2
 

@@ -257,7 +257,7 @@ def test_sigterm_notifies_stopping_saves_and_exits_0(tmp_path):
     lis.drain()
     assert p.returncode == 0, (tmp_path / "stderr").read_text()
     assert any("STOPPING=1" in m.split("\n") for m in lis.messages)
-    assert (run_dir / "weights.pt").exists() and (run_dir / "summary.json").exists()
+    assert (run_dir / "weights.npz").exists() and (run_dir / "summary.json").exists()
     if "edge_runtime.checkpoint" in (tmp_path / "stderr").read_text():  # the flash store is in use: its stop save
         assert list((run_dir / "checkpoints").glob("ckpt-*.bin")), sorted(p.name for p in run_dir.rglob("*"))
     assert '"steps"' in out

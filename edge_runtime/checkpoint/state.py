@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from ..body import Restorable
-from ..config import MODEL_BACKEND_KEYS, Config, ConfigError
+from ..config import MODEL_BACKEND_KEYS, Config, ConfigError, learner_backend
 from ..runtime import Overrides
 from .fileformat import VERSION, CheckpointMismatch
 
@@ -101,8 +101,9 @@ def differences(state: dict, cfg: Config, spec) -> list[str]:
         a.pop(f"model.{k}", None)
         b.pop(f"model.{k}", None)
     saved_backend = state.get("meta", {}).get("backend", "torch")
-    if _payload_kind(saved_backend) != _payload_kind(cfg.model.backend):  # ... but a numpy learner's state is its own
-        diffs.append(f"model.backend: checkpoint {saved_backend!r}, now {cfg.model.backend!r}")
+    now_backend = learner_backend(cfg.model, cfg.rule.name)
+    if _payload_kind(saved_backend) != _payload_kind(now_backend):  # ... but a numpy learner's state is its own
+        diffs.append(f"model.backend: checkpoint {saved_backend!r}, now {now_backend!r}")
     for k in sorted(set(a) | set(b)):
         if a.get(k, "<absent>") != b.get(k, "<absent>"):
             diffs.append(f"{k}: checkpoint {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r}")

@@ -52,9 +52,9 @@ def cmd_population(args) -> int:
     cfg = load_config(args)
     if cfg.rule.name != "survival":
         raise UsageError(f"population: runs the survival rule, not {cfg.rule.name!r}")
-    if cfg.model.backend != "torch":
+    if cfg.model.backend not in ("torch", "auto"):  # auto: a population is torch's (its passes batched over agents)
         raise UsageError(f"population: model.backend = {cfg.model.backend} runs one agent; a population batches its "
-                         "agents' passes in torch (model.backend = torch)")
+                         "agents' passes in torch (model.backend = torch, or auto)")
     try:
         sel = Selection(args.select, args.select_every, args.select_fraction, sigma=args.sigma)
     except ValueError as e:
