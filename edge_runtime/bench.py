@@ -56,7 +56,9 @@ def bench_step(cfg: Config, steps: int, warmup: int, seed: int) -> dict:
     numpy_backend = learner_backend(cfg.model, cfg.rule.name) == "numpy"
     if numpy_backend:
         from .numpy_learner import NumpySenseEncoder as SenseEncoder
-        from .numpy_learner import build
+        from .numpy_learner import build, limit_blas_threads
+
+        limit_blas_threads(cfg.runtime.threads)
     else:
         import torch
 

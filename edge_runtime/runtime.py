@@ -112,7 +112,9 @@ class Runner:
             # the rule gets its own copy of its section: console overrides change the copy, never the run's config
             if numpy_backend:  # never imports torch (edge_runtime/numpy_learner/)
                 from .numpy_learner import build as build_numpy
+                from .numpy_learner import limit_blas_threads
 
+                limit_blas_threads(cfg.runtime.threads)
                 rule = build_numpy(body.spec, cfg.model, dataclasses.replace(cfg.rule), seed)
             else:
                 from .rules import build

@@ -25,6 +25,15 @@ def build(spec: BodySpec, model_cfg: ModelConfig, rule_cfg: RuleConfig, seed: in
     return NumpySurvival(NumpyBrain(spec, model_cfg, seed), rule_cfg, seed)
 
 
+def limit_blas_threads(n: int) -> None:
+    """runtime.threads for numpy's BLAS, as torch.set_num_threads is for torch. OpenBLAS otherwise starts a thread
+    per core for the larger products, which at batch 1 costs more than it brings and competes with the body (and
+    with a job run beside this one on the other core). Process-wide, like torch's setting."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+
+
 class NumpySenseEncoder:
     """Sense -> (eyes (6, h, w) float32 in [-1, 1], body vector (2 + touch,)): senses.SenseEncoder without torch."""
 
@@ -36,4 +45,4 @@ class NumpySenseEncoder:
         return eyes_input(sense, self.hw), body_vector(sense, self.spec.touch_channels)
 
 
-__all__ = ["NumpyBrain", "NumpySurvival", "NumpySenseEncoder", "build"]
+__all__ = ["NumpyBrain", "NumpySurvival", "NumpySenseEncoder", "build", "limit_blas_threads"]
