@@ -28,11 +28,24 @@ def _soak(r: dict) -> str:
     w = r["where_the_memory_goes"]
     slope = r["slope_mb_per_10k_after_warmup"]
     slope = "n/a (too few samples)" if slope is None else f"{slope:+.2f} MB"
-    return (f"slope {slope} per 10k decisions after {r['warmup_steps']} "
+    torch_mb = w["python_and_torch_mb"] - w["python_mb"]
+    # the numpy learner never imports torch: its process before the brain is python, numpy and the runtime
+    before = (f"+torch {torch_mb:.0f} MB" if r["backend"] != "numpy" else
+              f"the process before the brain {w['this_process_before_the_brain_mb']} MB (no torch: it would add "
+              f"{torch_mb:.0f} MB)")
+    return (f"{r['backend']} learner: slope {slope} per 10k decisions after {r['warmup_steps']} "
             f"(RSS {r['rss_mb'][0][1]:.0f} -> {r['rss_mb'][-1][1]:.0f} MB over {r['steps']}), peak {r['peak_rss_mb']} MB; "
-            f"python {w['python_mb']} MB, +torch {w['python_and_torch_mb'] - w['python_mb']:.0f} MB, "
+            f"python {w['python_mb']} MB, {before}, "
             f"+brain, rule and ring built {w['brain_rule_and_ring_built_mb']} MB (parameters {w['parameters_mb']}, "
             f"traces {w['traces_mb']}, ring {w['rollback_ring_full_mb']} MB when full)")
+
+
+def _step_beside_torch(r: dict) -> str:
+    t = r["torch"]
+    return (f"{r['params']:,} parameters; {r['backend']}: forward {_ms(r['forward_ms'])}, learn {_ms(r['learn_ms'])} "
+            f"(median of {r['steps_measured']}), peak RSS {r['peak_rss_mb']} MB; torch, same run, its own process: "
+            f"forward {_ms(t['forward_ms'])}, learn {_ms(t['learn_ms'])}, peak RSS {t['peak_rss_mb']} MB; "
+            f"ring snapshot {r['ring_snapshot_mb']} MB")
 
 
 def _eval(r: dict) -> str:
@@ -45,12 +58,11 @@ ROWS = [
     ("arena steps/s, both 64x48 eyes rendered every step", "bench arena --steps 10000 --json",
      lambda r: f"{r['steps_per_s']:.0f} ({r['ms_per_step']} ms/step)"),
     ("learning loop of a `--sim` run (arena, default config, one core)", "bench loop --json",
-     lambda r: (f"{r['learning_steps_per_s']} learning steps/s ({r['body_steps_per_s']} body steps/s); per step "
+     lambda r: (f"{r['backend']} learner: {r['learning_steps_per_s']} learning steps/s ({r['body_steps_per_s']} body steps/s); per step "
                 + ", ".join(f"{k} {v}" for k, v in r["breakdown_ms"].items()) + f" ms; peak RSS {r['peak_rss_mb']} MB")),
-    ("`survival` step at the default config", "bench step --json",
-     lambda r: (f"{r['params']:,} parameters; forward {_ms(r['forward_ms'])}, learn {_ms(r['learn_ms'])} (median of "
-                f"{r['steps_measured']}); peak RSS {r['peak_rss_mb']} MB; ring snapshot {r['ring_snapshot_mb']} MB")),
-    ("`seed-v1` step", "bench step --rule seed-v1 --json",
+    ("`survival` step at the default config (the numpy learner), torch's beside it", "bench step --backend numpy --json",
+     _step_beside_torch),
+    ("`seed-v1` step (torch)", "bench step --rule seed-v1 --json",
      lambda r: f"{r['params']:,} parameters; forward {_ms(r['forward_ms'])}, learn {_ms(r['learn_ms'])}; peak RSS {r['peak_rss_mb']} MB"),
     ("stereo rectification in the camera pipeline (640x480 captures, 64x48 eyes)", "bench rectify --json",
      lambda r: (f"{r['rectify_ms_per_stereo_frame']} ms per stereo pair (a read: {r['read_ms_plain']} ms without, "

@@ -1,7 +1,7 @@
 """`bench loop` and `bench soak`: the whole learning loop of a `--sim` run, timed and weighed.
 
 Both run what `edge-runtime --sim` runs (the arena, the config given, the checkpoint hook, metrics written to a
-run directory), on `runtime.threads` torch threads (default 1: one core).
+run directory), on `runtime.threads` threads (torch's, or the numpy learner's BLAS; default 1: one core).
 
 bench loop: learning steps/s after a warm-up, and where each step's time goes. The parts are timed by wrapping
 the runner's own pieces (nothing is re-implemented here):

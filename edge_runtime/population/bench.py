@@ -6,9 +6,10 @@ For each N in --sizes, measured in this one benchmark run, each part in fresh pr
                  defaulting as `edge-runtime population` does);
                  `--warmup` decisions per agent, then the clock runs for `--steps` decisions per agent:
                  agent_decisions_per_s = N * steps / wall
-    lone         the same N agents (seeds seed .. seed + N - 1, the same rule, config and arena) as N single-agent
-                 learning loops (`Runner`, no run directory: the lone loop at its fastest), 2 processes at a time
-                 on the 2 cores (--lone-jobs). Each process warms up alone, then both start their timed
+    lone         the same N agents (seeds seed .. seed + N - 1, the same rule, config and arena, and torch's
+                 learner, which the population batches, where model.backend = auto would give a lone run numpy's)
+                 as N single-agent learning loops (`Runner`, no run directory: the lone loop at its fastest),
+                 2 processes at a time on the 2 cores (--lone-jobs). Each process warms up alone, then both start their timed
                  `--steps` together: lone_agent_decisions_per_s = N * steps / (sum over the pairs of the slower
                  one's wall)
 
@@ -142,8 +143,11 @@ def bench_population(cfg: Config, sizes: list[int], steps: int, warmup: int, see
     records = []
     with tempfile.TemporaryDirectory() as d:
         cfg_path = os.path.join(d, "config.toml")
+        data = cfg.to_dict()
+        if data["model"]["backend"] == "auto":  # the same agents alone: torch's learner, as the population's agents
+            data["model"]["backend"] = "torch"
         with open(cfg_path, "w") as f:
-            f.write(tomli_w.dumps(cfg.to_dict()))
+            f.write(tomli_w.dumps(data))
         for n in sizes:
             pop = _result(_spawn(["population", cfg_path, n, steps, warmup, seed, worlds, threads or 0]))
             lone = lone_runs(cfg_path, [seed + i for i in range(n)], steps, warmup, lone_jobs)
