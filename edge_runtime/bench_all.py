@@ -28,11 +28,12 @@ def _soak(r: dict) -> str:
     w = r["where_the_memory_goes"]
     slope = r["slope_mb_per_10k_after_warmup"]
     slope = "n/a (too few samples)" if slope is None else f"{slope:+.2f} MB"
-    torch_mb = w["python_and_torch_mb"] - w["python_mb"]
+    with_torch = w["python_and_torch_mb"]
+    torch_mb = "torch not installed" if with_torch is None else f"{with_torch - w['python_mb']:.0f} MB"
     # the numpy learner never imports torch: its process before the brain is python, numpy and the runtime
-    before = (f"+torch {torch_mb:.0f} MB" if r["backend"] != "numpy" else
+    before = (f"+torch {torch_mb}" if r["backend"] != "numpy" else
               f"the process before the brain {w['this_process_before_the_brain_mb']} MB (no torch: it would add "
-              f"{torch_mb:.0f} MB)")
+              f"{torch_mb})")
     return (f"{r['backend']} learner: slope {slope} per 10k decisions after {r['warmup_steps']} "
             f"(RSS {r['rss_mb'][0][1]:.0f} -> {r['rss_mb'][-1][1]:.0f} MB over {r['steps']}), peak {r['peak_rss_mb']} MB; "
             f"python {w['python_mb']} MB, {before}, "

@@ -118,12 +118,15 @@ class _RssProbe(Hook):
 
 
 def _import_torch_mb() -> dict:
-    """Resident memory of a bare interpreter, and after `import torch` (a fresh process: this one has it)."""
+    """Resident memory of a bare interpreter, and after `import torch` (a fresh process: this one may not have it).
+    python_and_torch_mb is None where torch is not installed (a board learning with numpy alone)."""
     code = ("import resource, sys\n"
             "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20\n"
-            "a = rss()\nimport torch\nprint(a, rss())")
+            "a = rss()\ntry:\n    import torch\nexcept ImportError:\n    print(a, 'none'); raise SystemExit\n"
+            "print(a, rss())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    return {"python_mb": round(float(out[0]), 1), "python_and_torch_mb": round(float(out[1]), 1)}
+    return {"python_mb": round(float(out[0]), 1),
+            "python_and_torch_mb": None if out[1] == "none" else round(float(out[1]), 1)}
 
 
 def _tensor_mb(tensors) -> float:

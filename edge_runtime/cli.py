@@ -76,7 +76,7 @@ def build_parser() -> Parser:
 
     x = sub.add_parser("export", help="write a learned brain as one ONNX model (docs: edge_runtime/export_onnx.py), "
                        "or ONNX Runtime's training graphs for model.backend = ort (--training DIR)")
-    x.add_argument("src", nargs="?", metavar="RUN_DIR|WEIGHTS", help="a run directory, weights.pt or a checkpoint "
+    x.add_argument("src", nargs="?", metavar="RUN_DIR|WEIGHTS", help="a run directory, weights.npz or .pt, or a checkpoint "
                    "file (with --training: optional, else the model comes from --config/--set and --body)")
     x.add_argument("--out", metavar="brain.onnx", help="the frozen brain as one ONNX model")
     x.add_argument("--training", metavar="DIR", help="the graphs model.backend = ort learns with (docs/onnx.md); "
@@ -212,7 +212,8 @@ def cmd_run(args) -> int:
         return _run_acting(args, cfg)
     if args.greedy:
         raise UsageError("--greedy goes with --policy brain.onnx (a learning run samples its actions)")
-    from .checkpoint import CheckpointError, checkpoint_hooks, run_dir_holds_a_run, set_run_aside
+    from .checkpoint import (CheckpointError, checkpoint_hooks, pin_backend_to_checkpoint, run_dir_holds_a_run,
+                             set_run_aside)
     from .runtime import Runner
 
     run_dir = args.resume or args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.rule.name}-s{args.seed}"
@@ -226,10 +227,12 @@ def cmd_run(args) -> int:
         if held and (args.fresh or held.startswith("no valid checkpoint")):  # --continue with nothing to continue from
             where = set_run_aside(cfg, run_dir)
             log.warning("%s held a run (%s): moved aside to %s; starting fresh", run_dir, held, where)
+    resume = "yes" if args.resume else ("auto" if args.cont else "no")
+    cfg = pin_backend_to_checkpoint(cfg, run_dir, resume)
     body = make_body(cfg, "arena" if args.sim else args.body)
     with body:
         try:
-            hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume="yes" if args.resume else ("auto" if args.cont else "no"), seed=args.seed)
+            hooks, seed = checkpoint_hooks(cfg, body.spec, run_dir, resume=resume, seed=args.seed)
         except CheckpointError as e:
             raise UsageError(str(e)) from None
         hooks += service_hooks(args, cfg, cfg.model.input_hw)

@@ -53,7 +53,8 @@ def bench_loop(steps: int, videos: tuple[str, str]) -> dict:
     finally:
         body.close()
         vm.close()
-    return {"body_act_per_s": round(body_rate, 1), "learning_decisions_per_s": summary["steps_per_s"],
+    return {"body_act_per_s": round(body_rate, 1), "backend": summary["backend"],
+            "learning_decisions_per_s": summary["steps_per_s"],
             "learning_body_steps_per_s": round(summary["body_steps"] / summary["wall_s"], 1),
             "action_repeat": cfg.runtime.action_repeat, "steps": steps,
             "mcu_rx_bad_frames": counters.get("mcu_rx_bad_frames"), "cam_stale": counters.get("cam_stale")}

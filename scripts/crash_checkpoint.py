@@ -26,7 +26,8 @@ sequence (open/write/fsync/replace/dir-fsync), not a power cut; power loss
 additionally relies on fsync being honest on the device.
 
     python scripts/crash_checkpoint.py --trials 300 [--dir DIR] [--seed 0] [--json]
-    python scripts/crash_checkpoint.py --save-bench 30 [--dir DIR]     save time / size / bytes per day
+    python scripts/crash_checkpoint.py --save-bench 30 [--dir DIR] [--backend auto|torch|numpy]
+                                                                         save time / size / bytes per day
 """
 from __future__ import annotations
 
@@ -154,21 +155,19 @@ def run(trials: int, directory: str | None = None, seed: int = 0, payload_kb: in
     return out
 
 
-def save_bench(n: int, directory: str | None = None) -> dict:
-    """Save time and file size at the default config: n saves of a default `--sim` runner's full state."""
+def save_bench(n: int, directory: str | None = None, backend: str = "auto") -> dict:
+    """Save time and file size at the default config (model.backend = `backend`): n saves of a `--sim` runner's
+    full state."""
     import statistics
     import tempfile
-
-    import torch
 
     from edge_runtime import checkpoint as ck
     from edge_runtime.config import Config
     from edge_runtime.runtime import Runner
     from sim_bridge.arena import Arena
 
-    torch.set_num_threads(1)
-    cfg = Config()
-    runner = Runner(cfg, Arena(cfg.arena), seed=0, progress=False)
+    cfg = Config.from_dict({"model": {"backend": backend}})
+    runner = Runner(cfg, Arena(cfg.arena), seed=0, progress=False)  # (runtime.threads = 1 for either learner)
     runner.run(20)
     d = directory or tempfile.mkdtemp(prefix="save-bench-")
     store = ck.CheckpointStore(d)
@@ -188,7 +187,7 @@ def save_bench(n: int, directory: str | None = None) -> dict:
         import shutil
 
         shutil.rmtree(d, ignore_errors=True)
-    return {"saves": n, "file_bytes": info.bytes, "median_ms_total": ms(tot), "median_ms_capture_in_loop": ms(cap),
+    return {"saves": n, "backend": runner.rule.net.name, "file_bytes": info.bytes, "median_ms_total": ms(tot), "median_ms_capture_in_loop": ms(cap),
             "median_ms_serialise": ms(enc), "median_ms_write_fsync_replace": ms(wr), "max_ms_total": round(max(tot) * 1e3, 1),
             "default_every_s": b["every_s"], "bytes_per_day_default_timer": b["bytes_per_day_timer"],
             "bytes_per_day_max_min_interval": b["bytes_per_day_max"], "dir": d}
@@ -207,13 +206,15 @@ def main(argv=None) -> int:
                     help="negative control: overwrite slot files in place instead of the atomic protocol (should FAIL)")
     ap.add_argument("--save-bench", type=int, default=0, metavar="N",
                     help="instead: time N saves of a default-config runner and print size, ms and bytes/day")
+    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "numpy"),
+                    help="--save-bench: the runner's model.backend (auto, the default config's, is numpy)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.trials < 1:
         ap.error("--trials must be >= 1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if a.save_bench:
-        res = save_bench(a.save_bench, a.dir)
+        res = save_bench(a.save_bench, a.dir, a.backend)
         print(dumps(res) if a.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
         return 0
     res = run(a.trials, a.dir, a.seed, a.payload_kb, a.max_delay, a.write_mbps, a.unsafe_inplace)

@@ -521,3 +521,22 @@ def test_an_arena_state_in_the_format_before_worlds_saved_themselves_still_loads
         assert s.frame_id == a._frame and (b.pos == a.pos).all() and b.heading == a.heading
         assert [b.act((1, 2)).hp for _ in range(20)] == [a.act((1, 2)).hp for _ in range(20)]
         assert _body_state(b)["kind"] == "custom"
+
+
+def test_a_torch_run_goes_on_with_torch_under_the_default_config(tmp_path):
+    """model.backend = auto picks numpy for a new run; a run whose checkpoint torch wrote (before auto, or with
+    --set model.backend=torch) continues on torch, as the service restarts it (--continue, the default config)."""
+    d = tmp_path / "run"
+    p = run_cli("--sim", "--steps", "6", "--seed", "3", "--run-dir", str(d), "--no-progress", "--set", "model.backend=torch")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["backend"] == "torch"
+    p = run_cli("--sim", "--steps", "4", "--run-dir", str(d), "--continue", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "resumed from checkpoint: step 6" in p.stderr and "written by the torch learner" in p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["backend"] == "torch"
+    # named outright, the other learner is refused, naming the field
+    p = run_cli("--sim", "--steps", "4", "--run-dir", str(d), "--continue", "--no-progress", "--set", "model.backend=numpy")
+    assert p.returncode == 2 and "model.backend" in p.stderr
+    # a new run directory under the default config learns on numpy
+    p = run_cli("--sim", "--steps", "4", "--run-dir", str(tmp_path / "new"), "--no-progress")
+    assert p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["backend"] == "numpy"

@@ -214,12 +214,13 @@ def test_a_learning_process_never_imports_torch_and_its_weights_evaluate(tmp_pat
 
 
 def test_the_cli_runs_resumes_and_evaluates_it_without_torch(tmp_path):
-    """edge-runtime --sim on the numpy backend: checkpoints (a numpy payload), --resume, and eval of the run
-    directory by the torch harness; the learning processes never load torch."""
+    """edge-runtime --sim at the default config (model.backend = auto: the numpy learner): checkpoints (a numpy
+    payload), --resume, and eval of the run directory by the torch harness; the learning processes never load
+    torch."""
     d = str(tmp_path / "run")
     code = ("import sys\nfrom edge_runtime.cli import main\nrc = main(sys.argv[1:])\n"
             "print('torch loaded' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\nsys.exit(rc)")
-    cli = [sys.executable, "-c", code, "--sim", "--no-progress", "--set", "model.backend=numpy"]
+    cli = [sys.executable, "-c", code, "--sim", "--no-progress"]
     r = subprocess.run(cli + ["--steps", "30", "--run-dir", d], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["backend"] == "numpy" and "no torch" in r.stderr
@@ -269,3 +270,30 @@ def test_bench_adapt_saves_and_evaluates_a_numpy_learners_brains(tmp_path):
     assert r.returncode == 0, r.stderr
     saved = sorted(p.name for p in (tmp_path / "continuing-s1").glob("brain-b*"))
     assert saved == ["brain-b0.npz", "brain-b40.npz"]
+
+
+@pytest.mark.parametrize("model,rule,want", [
+    ({}, "survival", "numpy"),  # the default config
+    ({"towers": "split"}, "survival", "numpy"),
+    ({}, "seed-v1", "torch"),  # numpy computes the survival rule only
+    ({"towers": "shared"}, "survival", "torch"),
+    ({"head": "avg"}, "survival", "torch"),
+    ({"backend": "torch"}, "survival", "torch"),  # named outright: as named
+    ({"backend": "numpy"}, "survival", "numpy"),
+    ({"backend": "ort"}, "survival", "ort"),
+])
+def test_auto_resolves_to_numpy_where_it_computes_the_config_else_torch(model, rule, want):
+    from edge_runtime.config import learner_backend
+
+    cfg = Config.from_dict({"model": model, "rule": {"name": rule}})
+    assert cfg.model.backend == model.get("backend", "auto") and learner_backend(cfg.model, rule) == want
+
+
+def test_a_default_config_runner_for_seed_v1_learns_on_torch():
+    from edge_runtime.bodies import make_body
+    from edge_runtime.runtime import Runner
+
+    cfg = Config.from_dict({"rule": {"name": "seed-v1"}})
+    with make_body(cfg, "arena") as body:
+        r = Runner(cfg, body, seed=1, progress=False)
+        assert r.rule.net.name == "torch" and r.run(5)["backend"] == "torch"

@@ -38,11 +38,13 @@ verify).
 from .fileformat import (HEADER_SIZE, MAGIC, SLOTS, VERSION, CheckpointError, CheckpointMismatch, CheckpointWriteError,
                          NoValidCheckpoint, SlotInfo, decode, encode, pack, parse)
 from .hook import CheckpointConfig, CheckpointHook, budget, ring_cost
-from .run import checkpoint_hooks, format_verify, run_dir_holds_a_run, set_run_aside, store_dir, verify
+from .run import (checkpoint_hooks, format_verify, pin_backend_to_checkpoint, run_dir_holds_a_run, set_run_aside,
+                  store_dir, verify)
 from .state import apply, capture, check_matches, differences
 from .store import CheckpointStore, resolve_dir
 
 __all__ = ["HEADER_SIZE", "MAGIC", "SLOTS", "VERSION", "CheckpointConfig", "CheckpointError", "CheckpointHook",
            "CheckpointMismatch", "CheckpointStore", "CheckpointWriteError", "NoValidCheckpoint", "SlotInfo", "apply",
            "budget", "capture", "check_matches", "checkpoint_hooks", "decode", "differences", "encode", "format_verify",
-           "pack", "parse", "resolve_dir", "ring_cost", "run_dir_holds_a_run", "set_run_aside", "store_dir", "verify"]
+           "pack", "parse", "pin_backend_to_checkpoint", "resolve_dir", "ring_cost", "run_dir_holds_a_run",
+           "set_run_aside", "store_dir", "verify"]

@@ -6,9 +6,9 @@ import logging
 import time
 from pathlib import Path
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, learner_backend
 from ..runtime import Hook
-from .fileformat import NoValidCheckpoint, decode
+from .fileformat import NUMPY_PAYLOAD, NoValidCheckpoint, decode
 from .hook import CheckpointHook, _mb, budget
 from .state import check_matches
 from .store import CheckpointStore, resolve_dir
@@ -54,13 +54,29 @@ def checkpoint_hooks(cfg: Config, spec, run_dir: str | Path, resume: str = "no",
     return [CheckpointHook(store, c, resume_state=state)], seed
 
 
+def pin_backend_to_checkpoint(cfg: Config, run_dir: str | Path, resume: str) -> Config:
+    """model.backend = auto, resuming: the learner the run's newest valid checkpoint was written by (a numpy
+    payload: numpy; else torch), so that a run begun before auto chose numpy (or under another resolution of
+    auto) goes on with its own learner. Any other model.backend, or nothing to resume: cfg unchanged."""
+    if cfg.model.backend != "auto" or resume == "no" or not cfg.section("checkpoint").enabled:
+        return cfg
+    sd = store_dir(cfg, run_dir)
+    best = CheckpointStore(sd).newest() if sd.is_dir() else None
+    if best is None:
+        return cfg  # (checkpoint_hooks says what is missing or damaged)
+    saved = "numpy" if bytes(best[1][:len(NUMPY_PAYLOAD)]) == NUMPY_PAYLOAD else "torch"
+    if saved != learner_backend(cfg.model, cfg.rule.name):
+        log.info("model.backend = auto: this run's checkpoint was written by the %s learner; it goes on with it", saved)
+    return cfg.replace("model", backend=saved)
+
+
 def store_dir(cfg: Config, run_dir: str | Path) -> Path:
     """Where a run's checkpoints live: checkpoint.dir, relative to the run directory unless absolute."""
     c = cfg.section("checkpoint")
     return Path(c.dir) if Path(c.dir).is_absolute() else Path(run_dir) / c.dir
 
 
-RUN_FILES = ("config.toml", "weights.pt", "metrics.jsonl", "lives.jsonl", "summary.json")
+RUN_FILES = ("config.toml", "weights.pt", "weights.npz", "metrics.jsonl", "lives.jsonl", "summary.json")
 
 
 def run_dir_holds_a_run(cfg: Config, run_dir: str | Path) -> str | None:

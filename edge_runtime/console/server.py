@@ -28,7 +28,7 @@ HELP = [
     ("learn [on|off]", "show / switch learning (off: act frozen, no updates)", True),
     ("lr [MIN MAX]", "show the learning-rate figures / override the self-made rate's range [MIN, MAX]", True),
     ("overrides [clear]", "show / drop the console's overrides (kept across restarts until cleared)", True),
-    ("save", "save now (checkpoint store if configured, else weights.pt)", True),
+    ("save", "save now (checkpoint store if configured, else weights.npz|.pt)", True),
     ("rollback", "restore the latest rollback snapshot", True),
     ("motors stop|go", "stop the motors and hold them / let them go again", True),
     ("log [LEVEL]", "show / set the log level (DEBUG INFO WARNING ERROR)", True),
