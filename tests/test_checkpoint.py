@@ -375,8 +375,9 @@ def test_resume_is_bit_exact_with_an_uninterrupted_run(tmp_path):
     assert CheckpointStore(tmp_path).load()[0].step == 24
 
 
-def test_resume_after_deaths_restores_counters_and_lifespans(tmp_path):
-    cfg = Config().replace("arena", energy_drain=0.05)  # short lives
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_resume_after_deaths_restores_counters_and_lifespans(tmp_path, backend):
+    cfg = Config.from_dict({"model": {"backend": backend}, "arena": {"energy_drain": 0.05}})  # short lives
     mk = lambda: CheckpointHook(CheckpointStore(tmp_path), CheckpointConfig(every_s=0, min_interval_s=0), handle_sigint=False)  # noqa: E731
     a = Runner(cfg, Arena(cfg.arena), seed=1, progress=False, hooks=[mk()])
     a.run(60)
