@@ -3,14 +3,15 @@
     python scripts/speed_ab.py --base 5b1301b [--head HEAD|WORKTREE] [--what loop|arena] [--rounds 4]
                                [--steps 600] [--warmup 200] [--head-set SECTION.KEY=VALUE ...]
 
---head-set changes the head's config only (e.g. model.backend=numpy: the base's default loop against the
-head's numpy learner; the weights then differ by construction).
+--head-set changes the head's config only (e.g. model.backend=torch: the base's default loop against the
+head's torch learner). Each side's default config is its own: from model.backend = auto on, a head's default
+learner is numpy where a base before it learned on torch, and the weights then differ by construction.
 
 Each commit is checked out in a temporary git worktree and imported from there (PYTHONPATH). In every
 round both run at the same time, each pinned to its own core (taskset), so both meet the same machine
 (this 2-core VM's speed drifts by +-20% over minutes; one after the other would measure the drift);
 the cores swap every round. `--what loop` runs the default `--sim` loop: the arena, the default config,
-the checkpoint hook and metrics written to a run directory, one torch thread. `--what arena` runs
+the checkpoint hook and metrics written to a run directory, one thread (runtime.threads: torch's, or numpy's BLAS). `--what arena` runs
 `bench arena` (random actions, both eyes rendered every step; --steps body steps).
 
 Also printed: whether the weights after a fixed 500-step run from seed 3 are bit for bit the same in
