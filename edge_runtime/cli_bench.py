@@ -325,8 +325,7 @@ def _bench_step_beside_torch(args, cfg) -> dict:
     for item in args.set or []:
         if not item.startswith(("model.backend=", "model.ort_artifacts=")):
             cmd += ["--set", item]
-    cmd += ["--rule", args.rule] if args.rule else []
-    cmd += ["--set", "model.backend=torch"]  # (whatever --config says: this child is the torch side)
+    cmd += ["--rule", args.rule] if args.rule else []  # (the child's --backend torch sets model.backend)
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise UsageError(f"bench step: the torch backend's run failed: {out.stderr.strip()[-400:]}")

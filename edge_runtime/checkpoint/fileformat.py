@@ -107,6 +107,11 @@ def parse(data: bytes, slot: str = "?", path: str = "") -> tuple[SlotInfo, bytes
 NUMPY_PAYLOAD = b"ERNPZ\n"
 
 
+def is_numpy_payload(payload) -> bool:
+    """Whether a payload is a numpy learner's (else torch.save's), read from its first bytes alone."""
+    return bytes(payload[:len(NUMPY_PAYLOAD)]) == NUMPY_PAYLOAD
+
+
 def _encode_numpy(state: dict) -> memoryview:
     arrays: dict[str, np.ndarray] = {}
 
@@ -159,7 +164,7 @@ def encode(state: dict) -> memoryview:
 def decode(payload: bytes) -> dict:
     """Plain data only: torch.load(weights_only=True), and np.load(allow_pickle=False) for a numpy learner's
     payload, refuse anything that would run code."""
-    if bytes(payload[:len(NUMPY_PAYLOAD)]) == NUMPY_PAYLOAD:
+    if is_numpy_payload(payload):
         try:
             state = _decode_numpy(payload)
         except Exception as e:  # noqa: BLE001 - any failure means: not a usable checkpoint

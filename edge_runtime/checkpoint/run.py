@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import Config, ConfigError, learner_backend
 from ..runtime import Hook
-from .fileformat import NUMPY_PAYLOAD, NoValidCheckpoint, decode
+from .fileformat import NoValidCheckpoint, decode, is_numpy_payload
 from .hook import CheckpointHook, _mb, budget
 from .state import check_matches
 from .store import CheckpointStore, resolve_dir
@@ -64,7 +64,7 @@ def pin_backend_to_checkpoint(cfg: Config, run_dir: str | Path, resume: str) -> 
     best = CheckpointStore(sd).newest() if sd.is_dir() else None
     if best is None:
         return cfg  # (checkpoint_hooks says what is missing or damaged)
-    saved = "numpy" if bytes(best[1][:len(NUMPY_PAYLOAD)]) == NUMPY_PAYLOAD else "torch"
+    saved = "numpy" if is_numpy_payload(best[1]) else "torch"
     if saved != learner_backend(cfg.model, cfg.rule.name):
         log.info("model.backend = auto: this run's checkpoint was written by the %s learner; it goes on with it", saved)
     return cfg.replace("model", backend=saved)

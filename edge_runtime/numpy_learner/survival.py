@@ -28,7 +28,6 @@ same weights, senses and actions.
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ import numpy as np
 
 from ..acting import Feeling
 from ..config import RuleConfig
+from ..rollback import RollbackRing
 from ..survival_state import RunningScale, Setback, step_metrics
 from .brain import F32, NumpyBrain
 
@@ -48,34 +48,6 @@ class NumpyNet:
     """What `rule.net` says elsewhere: the backend's name (run summaries and benchmarks print it)."""
 
     name = "numpy"
-
-
-class NumpyRing:
-    """rollback.RollbackRing for numpy arrays: the last `depth` snapshots (step, arrays, thought, values)."""
-
-    def __init__(self, depth: int):
-        if depth < 1:
-            raise ValueError("RollbackRing: depth must be >= 1")
-        self.depth = depth
-        self._ring: deque = deque(maxlen=depth)
-
-    def __len__(self):
-        return len(self._ring)
-
-    def push(self, step: int, arrays: list[np.ndarray], thought: np.ndarray, values: dict):
-        self._ring.append((step, [a.copy() for a in arrays], thought.copy(), copy.deepcopy(values)))
-
-    def latest(self):
-        return self._ring[-1] if self._ring else None
-
-    def oldest(self):
-        return self._ring[0] if self._ring else None
-
-    def clear(self):
-        self._ring.clear()
-
-    def nbytes(self) -> int:
-        return sum(sum(a.nbytes for a in arrays) + thought.nbytes for _, arrays, thought, _ in self._ring)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -125,7 +97,7 @@ class NumpySurvival:
         self.scale = RunningScale(cfg.gamma)
         self.delta_mad = 1.0
         self.window: deque = deque(maxlen=cfg.rollback_every * cfg.rollback_depth)
-        self.ring = NumpyRing(cfg.rollback_depth)
+        self.ring = RollbackRing(cfg.rollback_depth)
         self._since_oldest = 0
         self.take_snapshot()
 
@@ -195,16 +167,14 @@ class NumpySurvival:
 
     def take_snapshot(self):
         values = {"scale": self.scale.state(), "delta_mad": self.delta_mad, "log_beta": list(self.log_beta)}
-        self.ring.push(self.steps, self._arrays(), self.thought, values)
+        self.ring.push(self.steps, {"arrays": self._arrays(), "thought": [self.thought]}, values)
 
     def rollback(self, reason: str, which: str = "latest") -> bool:
-        snap = self.ring.latest() if which == "latest" else self.ring.oldest()
+        snap = self.ring.restore({"arrays": self._arrays()}, which)
         if snap is None:
             return False
-        step, arrays, thought, values = snap
-        for dst, src in zip(self._arrays(), arrays):
-            dst[...] = src
-        self.thought = thought.copy()
+        step, values = snap.step, snap.values
+        self.thought = snap.tensors["thought"][0].copy()  # a new array: the replay window holds the old ones
         self.rollbacks += 1
         self._since_oldest = self.steps - step
         self.scale.load(values["scale"])
