@@ -41,7 +41,7 @@ def add_bench_parsers(sub) -> None:
     bp.add_argument("--steps", type=int, default=300, help="decisions per agent measured")
     bp.add_argument("--warmup", type=int, default=50, help="decisions per agent before the clock starts")
     bp.add_argument("--worlds", default="inline", choices=["process", "inline"], help="as `population --worlds`")
-    bp.add_argument("--threads", type=int, default=None, help="the population's torch threads (default as `population`)")
+    bp.add_argument("--threads", type=int, default=None, help="the population's threads: numpy BLAS or torch (default as `population`)")
     bp.add_argument("--lone-jobs", type=int, default=2, help="lone runs at a time (default 2: the 2 cores)")
     bp.add_argument("--ray-size", type=int, default=16, help="the N whose record carries Ray's selection round (0: none)")
     bp.add_argument("--select-every", type=int, default=100, help="decisions between Ray selection rounds")

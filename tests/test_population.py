@@ -22,11 +22,17 @@ from edge_runtime.rules import build
 from edge_runtime.senses import SenseEncoder
 
 
-def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest difference relative to the tensor's largest magnitude, that magnitude floored at 0.01: a bias
-    that starts at zero (1e-4 after a few steps) would otherwise turn float32 rounding into a 'difference'."""
-    a, b = a.detach(), b.detach()
-    return float((a - b).abs().max() / max(float(b.abs().max()), 1e-2))
+def rel_diff(a, b) -> float:
+    """Largest difference relative to the array's largest magnitude, that magnitude floored at 0.01: a bias
+    that starts at zero (1e-4 after a few steps) would otherwise turn float32 rounding into a 'difference'.
+    Torch tensors or numpy arrays (the numpy learner's population)."""
+    a, b = (np.asarray(x.detach() if isinstance(x, torch.Tensor) else x, dtype=np.float64) for x in (a, b))
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-2))
+
+
+def config(backend: str) -> Config:
+    """The default config on a named learner (the default, auto, is numpy's for these)."""
+    return Config.from_dict({"model": {"backend": backend}})
 
 
 def test_each_agent_takes_the_lone_rules_steps_and_a_death_rolls_back_only_that_agent():
@@ -114,18 +120,22 @@ def test_selection_replaces_the_worst_with_better_agents_only():
         Selection("evolve")
 
 
-def test_a_copy_takes_the_parents_state_perturbed(tmp_path):
-    pop = Population(Config(), 3, seed=4, worlds="inline", selection=Selection("pbt", sigma=0.0), metrics_every=0)
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_copy_takes_the_parents_state_perturbed(tmp_path, backend):
+    pop = Population(config(backend), 3, seed=4, worlds="inline", selection=Selection("pbt", sigma=0.0),
+                     metrics_every=0)
     try:
+        assert pop.backend == backend
         pop.run(12)
         info = pop.adopt(0, pop.export_agent(2), perturb_seed=1)
         for k, v in pop.state_dict_of(2).items():
-            assert torch.equal(pop.state_dict_of(0)[k], v), k  # sigma 0: the weights copied exactly
+            assert np.array_equal(np.asarray(pop.state_dict_of(0)[k]), np.asarray(v)), k  # sigma 0: copied exactly
         assert info["lr_factor"] in (0.8, 1.25) and 0 < info["lr_min"] < info["lr_max"] <= 1.0
-        assert info["bytes"] > 4 * sum(v[0].numel() for v in pop.rules[0].brain.p.values())  # weights and traces
+        n_params = sum(np.asarray(v).size for k, v in pop.state_dict_of(2).items() if not k.startswith("eye_norm"))
+        assert info["bytes"] > 4 * 2 * n_params  # weights and traces
         pop.selection.sigma = 0.05
         pop.adopt(1, pop.export_agent(2), perturb_seed=2)
-        d = [rel_diff(pop.state_dict_of(1)[k], v) for k, v in pop.state_dict_of(2).items() if v.numel() > 1]
+        d = [rel_diff(pop.state_dict_of(1)[k], v) for k, v in pop.state_dict_of(2).items() if np.asarray(v).size > 1]
         assert 0 < max(d) < 1.0
         pop.run(5)  # the copies keep learning
     finally:
@@ -137,14 +147,19 @@ def run_cli(*args):
     return p.returncode, p.stdout, p.stderr
 
 
-def test_population_command_writes_lives_lineage_and_weights_an_eval_reads(tmp_path):
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_population_command_writes_lives_lineage_and_weights_an_eval_reads(tmp_path, backend):
     d = tmp_path / "pop"
-    rc, out, err = run_cli("population", "--size", "4", "--steps", "60", "--seed", "0", "--select", "pbt",
-                           "--select-every", "10", "--worlds", "process", "--run-dir", str(d), "--json")
+    rc, out, err = run_cli("population", "--size", "4", "--steps", "130", "--seed", "0", "--select", "pbt",
+                           "--select-every", "10", "--worlds", "process", "--run-dir", str(d), "--json",
+                           "--set", f"model.backend={backend}")
     assert rc == 0, err
     s = json.loads(out.strip().splitlines()[-1])
-    assert s["size"] == 4 and s["steps"] == 60 and s["agent_decisions"] == 240 and s["worlds"] == "process"
-    assert s["rounds"] == 6 and len(s["agents"]) == 4 and s["agent_decisions_per_s"] > 0
+    assert s["backend"] == {"auto": "numpy", "torch": "torch"}[backend]
+    ext = {"numpy": "npz", "torch": "pt"}[s["backend"]]
+    assert all((d / "agents" / f"{a:02d}" / f"weights.{ext}").exists() for a in range(4))
+    assert s["size"] == 4 and s["steps"] == 130 and s["agent_decisions"] == 520 and s["worlds"] == "process"
+    assert s["rounds"] == 13 and len(s["agents"]) == 4 and s["agent_decisions_per_s"] > 0
     for f in ("config.toml", "body_spec.json", "run.json", "lives.jsonl", "metrics.jsonl", "lineage.jsonl", "summary.json"):
         assert (d / f).exists(), f
     lives = [json.loads(x) for x in (d / "lives.jsonl").read_text().splitlines()]
@@ -172,11 +187,12 @@ def test_population_command_refuses_bad_arguments():
     assert rc == 2 and "--groups" in err
 
 
-def test_the_worlds_process_changes_nothing_an_agent_does(tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_the_worlds_process_changes_nothing_an_agent_does(tmp_path, backend):
     """Pipelined halves with the worlds in their own process, against one batch with the worlds inline."""
     out = {}
     for worlds in ("process", "inline"):
-        pop = Population(Config(), 4, seed=2, worlds=worlds, run_dir=tmp_path / worlds, metrics_every=0)
+        pop = Population(config(backend), 4, seed=2, worlds=worlds, run_dir=tmp_path / worlds, metrics_every=0)
         try:
             pop.run(50)
             out[worlds] = ([pop.state_dict_of(a) for a in range(4)], [list(lv) for lv in pop.lives],
@@ -220,10 +236,10 @@ def test_ray_groups_on_a_local_cluster_select_across_groups_as_one_process_does(
     assert s["bytes_per_copy"] > 1_000_000 and s["bytes_per_round_max"] >= s["bytes_per_copy"]
     assert (tmp_path / "ray" / "lineage.jsonl").read_text() == (tmp_path / "one" / "lineage.jsonl").read_text()
     assert [a["lives_completed"] for a in s["agents"]] == [a["lives_completed"] for a in one["agents"]]
-    for a in range(4):
-        w_ray = torch.load(tmp_path / "ray" / "agents" / f"{a:02d}" / "weights.pt")["model"]
-        w_one = torch.load(tmp_path / "one" / "agents" / f"{a:02d}" / "weights.pt")["model"]
-        assert max(rel_diff(w_ray[k], v) for k, v in w_one.items()) < 1e-4
+    for a in range(4):  # the numpy learner's (the default config's) weights.npz
+        w_ray = np.load(tmp_path / "ray" / "agents" / f"{a:02d}" / "weights.npz")
+        w_one = np.load(tmp_path / "one" / "agents" / f"{a:02d}" / "weights.npz")
+        assert max(rel_diff(w_ray[k], w_one[k]) for k in w_one.files if k != "__meta__") < 1e-4
 
 
 def test_bench_population_prints_its_contract():

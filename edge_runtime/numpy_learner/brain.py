@@ -40,6 +40,14 @@ def supported(cfg: ModelConfig) -> None:
         raise ConfigError(f"model.head: model.backend = numpy computes head = flatten, got {cfg.head!r}")
 
 
+def save_npz(path, state: dict[str, np.ndarray], meta: dict):
+    """weights.npz: a state dict by torch Brain's names, and `meta` (JSON) under __meta__ (evaluate.py reads it)."""
+    arrays = dict(state)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 class EyeNorm:
     """model.EyeNorm in numpy: each eye pixel standardised by its running mean and std (Welford), clipped."""
 
@@ -136,10 +144,7 @@ class NumpyBrain:
 
     def save(self, path, meta: dict):
         """weights.npz: the state dict by torch's names, and `meta` (JSON) under __meta__."""
-        arrays = self.state_dict()
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        save_npz(path, self.state_dict(), meta)
 
     # ------------------------------------------------------------------ passes
     def zero_thought(self) -> np.ndarray:

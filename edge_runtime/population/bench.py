@@ -2,12 +2,11 @@
 
 For each N in --sizes, measured in this one benchmark run, each part in fresh processes:
 
-    population   one process holds N agents (`Population`, worlds as --worlds, torch threads --threads, both
+    population   one process holds N agents (`Population`, worlds as --worlds, threads --threads, both
                  defaulting as `edge-runtime population` does);
                  `--warmup` decisions per agent, then the clock runs for `--steps` decisions per agent:
                  agent_decisions_per_s = N * steps / wall
-    lone         the same N agents (seeds seed .. seed + N - 1, the same rule, config and arena, and torch's
-                 learner, which the population batches, where model.backend = auto would give a lone run numpy's)
+    lone         the same N agents (seeds seed .. seed + N - 1, the same rule, config, learner and arena)
                  as N single-agent learning loops (`Runner`, no run directory: the lone loop at its fastest),
                  2 processes at a time on the 2 cores (--lone-jobs). Each process warms up alone, then both start their timed
                  `--steps` together: lone_agent_decisions_per_s = N * steps / (sum over the pairs of the slower
@@ -42,8 +41,6 @@ def _load(cfg_path: str) -> Config:
 
 
 def worker_population(cfg_path, size, steps, warmup, seed, worlds, threads) -> dict:
-    import torch
-
     from .runner import Population
 
     pop = Population(_load(cfg_path), size, seed, worlds=worlds, threads=threads)
@@ -63,7 +60,7 @@ def worker_population(cfg_path, size, steps, warmup, seed, worlds, threads) -> d
     finally:
         pop.close()
     return {"wall_s": wall, "agent_decisions_per_s": size * steps / wall, "local_round_one_copy_ms": copy_ms,
-            "threads": torch.get_num_threads(),
+            "threads": pop.threads, "backend": pop.backend,
             "brains_rss_mb": vm_hwm_mb(), "worlds_rss_mb": worlds_mb}
 
 
@@ -143,11 +140,8 @@ def bench_population(cfg: Config, sizes: list[int], steps: int, warmup: int, see
     records = []
     with tempfile.TemporaryDirectory() as d:
         cfg_path = os.path.join(d, "config.toml")
-        data = cfg.to_dict()
-        if data["model"]["backend"] == "auto":  # the same agents alone: torch's learner, as the population's agents
-            data["model"]["backend"] = "torch"
-        with open(cfg_path, "w") as f:
-            f.write(tomli_w.dumps(data))
+        with open(cfg_path, "w") as f:  # the population and the lone runs: one config, so one learner
+            f.write(tomli_w.dumps(cfg.to_dict()))
         for n in sizes:
             pop = _result(_spawn(["population", cfg_path, n, steps, warmup, seed, worlds, threads or 0]))
             lone = lone_runs(cfg_path, [seed + i for i in range(n)], steps, warmup, lone_jobs)
@@ -162,7 +156,7 @@ def bench_population(cfg: Config, sizes: list[int], steps: int, warmup: int, see
                    "local_round_one_copy_ms": None if pop["local_round_one_copy_ms"] is None
                    else round(pop["local_round_one_copy_ms"], 2),
                    "steps": steps, "warmup": warmup, "seed": seed, "worlds": worlds,
-                   "threads": pop["threads"], "lone_jobs": lone_jobs}
+                   "threads": pop["threads"], "backend": pop["backend"], "lone_jobs": lone_jobs}
             if n == ray_size:
                 rec.update(ray_round(cfg, n, max(4 * select_every, steps), seed, select_every))
             records.append(rec)

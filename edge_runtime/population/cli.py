@@ -5,7 +5,7 @@
                             [--ray auto|local|ADDRESS [--groups K]] [--worlds process|inline] [--threads T] [--json]
 
 Prints the summary as JSON on stdout (--json: only that); the run directory holds lives, metrics, lineage
-and every agent's weights (agents/NN/weights.pt).
+and every agent's weights (agents/NN/weights.npz on the numpy learner, the default; weights.pt on torch's).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..cli_common import UsageError, _add_common, load_config
+from ..config import ConfigError, learner_backend
 from ..jsonout import dumps
 from .selection import METHODS, Selection
 
@@ -39,7 +40,7 @@ def add_parser(sub):
                    help="inline (default): all agents one batch, the worlds stepped here between batches; process: "
                         "the worlds in their own process, stepping for one half while the other half learns")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads of the brains (default: every core, less one with --worlds process; "
+                   help="threads of the brains' arithmetic: numpy's BLAS, or torch's (default: every core, less one with --worlds process; "
                         "with --ray: 1 per actor)")
     p.add_argument("--metrics-every", type=int, default=10, help="one metrics line per agent every K decisions")
     p.add_argument("--json", action="store_true", help="print only the JSON summary")
@@ -52,9 +53,13 @@ def cmd_population(args) -> int:
     cfg = load_config(args)
     if cfg.rule.name != "survival":
         raise UsageError(f"population: runs the survival rule, not {cfg.rule.name!r}")
-    if cfg.model.backend not in ("torch", "auto"):  # auto: a population is torch's (its passes batched over agents)
-        raise UsageError(f"population: model.backend = {cfg.model.backend} runs one agent; a population batches its "
-                         "agents' passes in torch (model.backend = torch, or auto)")
+    try:  # the population learns on the learner a lone run of this config would: numpy's by default
+        if learner_backend(cfg.model, cfg.rule.name) == "numpy":
+            from ..numpy_learner.brain import supported
+
+            supported(cfg.model)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
     try:
         sel = Selection(args.select, args.select_every, args.select_fraction, sigma=args.sigma)
     except ValueError as e:
@@ -84,7 +89,8 @@ def cmd_population(args) -> int:
     summary["run_dir"] = str(run_dir)
     print(dumps(summary, indent=None if args.json else 1))
     if not args.json:
-        print(f"weights: {run_dir}/agents/NN/weights.pt  best agent {summary['best_agent']}, median agent "
+        ext = "npz" if summary.get("backend") == "numpy" else "pt"
+        print(f"weights: {run_dir}/agents/NN/weights.{ext}  best agent {summary['best_agent']}, median agent "
               f"{summary['median_agent']}  (edge-runtime eval --policy {run_dir}/agents/{summary['best_agent']:02d})",
               file=sys.stderr)
     return 0

@@ -33,12 +33,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..config import Config, section_to_dict
+from ..config import Config, learner_backend, section_to_dict
 from ..jsonout import dumps
 from ..runtime import RULE_METRICS, median
-from .rule import PopulationSurvival
 from .selection import Selection, score_json
 from .worlds import WorldProcess, Worlds
 
@@ -73,7 +71,23 @@ class Population:
         if worlds not in ("process", "inline"):
             raise ValueError(f"population: worlds must be process|inline, got {worlds!r}")
         keep_freed_memory()
-        torch.set_num_threads(threads or default_threads(worlds))
+        # the learner a lone run of this config would use: numpy's under the default config (no torch in this
+        # process), torch's where only torch computes the config (numpy_rule.py and rule.py: the same rule)
+        self.backend = learner_backend(cfg.model, cfg.rule.name)
+        self.threads = threads or default_threads(worlds)
+        if self.backend == "numpy":
+            from ..numpy_learner import limit_blas_threads
+            from .numpy_rule import NumpyPopulationSurvival as Rule
+
+            limit_blas_threads(self.threads)
+            self._tensor = None
+        else:
+            import torch
+
+            from .rule import PopulationSurvival as Rule
+
+            torch.set_num_threads(self.threads)
+            self._tensor = torch.from_numpy
         self.cfg, self.n, self.seed = cfg, size, seed
         self.first = first_agent  # agent ids are first + i (a Ray group's agents are numbered across groups)
         self.selection = selection or Selection()
@@ -86,7 +100,7 @@ class Population:
         self.spec = self.worlds.spec
         half = size // 2
         self.groups = [list(range(half)), list(range(half, size))] if self.pipelined else [list(range(size))]
-        self.rules = [PopulationSurvival(self.spec, cfg.model, cfg.rule, len(g), seed + first_agent + g[0])
+        self.rules = [Rule(self.spec, cfg.model, cfg.rule, len(g), seed + first_agent + g[0])
                       for g in self.groups]
         self.rng = np.random.default_rng(seed + 7919)
         self.decisions = np.zeros(size, dtype=np.int64)
@@ -104,7 +118,7 @@ class Population:
         self._since_select = 0
 
     # ------------------------------------------------------------ where an agent lives
-    def _where(self, a: int) -> tuple[PopulationSurvival, int]:
+    def _where(self, a: int):
         for g, rule in zip(self.groups, self.rules):
             if g[0] <= a <= g[-1]:
                 return rule, a - g[0]
@@ -146,15 +160,17 @@ class Population:
 
     # ------------------------------------------------------------ the loop
     def start(self):
-        eyes, body = self.worlds.reset([self.seed + self.first + i for i in range(self.n)])
-        self._eyes, self._body = torch.from_numpy(eyes), torch.from_numpy(body)
+        self._eyes, self._body = self.worlds.reset([self.seed + self.first + i for i in range(self.n)])
+
+    def _arrays(self, *xs):
+        """The worlds' numpy arrays as the rule takes them (torch's rule: tensors sharing their memory)."""
+        return xs if self._tensor is None else tuple(self._tensor(x) for x in xs)
 
     def _learn_group(self, gi: int, out):
         """Group gi's step after its worlds acted: learn, record lives, respawn the dead."""
         g, rule = self.groups[gi], self.rules[gi]
         eyes, body, feels, info, fresh = out
-        eyes, body = torch.from_numpy(eyes), torch.from_numpy(body)
-        ms = rule.learn(feels, eyes, body)
+        ms = rule.learn(feels, *self._arrays(eyes, body))
         for j, (a, f, m, inf) in enumerate(zip(g, feels, ms, info)):
             self.decisions[a] += 1
             self.body_steps[a] += f.body_steps
@@ -175,14 +191,14 @@ class Population:
                                       "cause": inf["cause"]})
                 self.life_steps[a] = 0
                 e1, b1 = fresh[j]
-                eyes[j], body[j] = torch.from_numpy(e1), torch.from_numpy(b1)
+                eyes[j], body[j] = e1, b1
                 rule.new_life(j)
         self._eyes[g[0]:g[-1] + 1] = eyes
         self._body[g[0]:g[-1] + 1] = body
 
     def _inputs(self, gi):
         g = self.groups[gi]
-        return self._eyes[g[0]:g[-1] + 1].clone(), self._body[g[0]:g[-1] + 1].clone()
+        return self._arrays(self._eyes[g[0]:g[-1] + 1].copy(), self._body[g[0]:g[-1] + 1].copy())
 
     def _segment(self, k: int, tick=None):
         """k decisions for every agent; nothing is left in flight at the end (selection may then move states)."""
@@ -306,19 +322,20 @@ class Population:
         return {
             "kind": "population", "size": self.n, "seed": self.seed, "steps": done, "agent_decisions": done * self.n,
             "wall_s": round(wall, 2), "agent_decisions_per_s": round(done * self.n / wall, 1) if wall > 0 else None,
-            "threads": torch.get_num_threads(), "worlds": self.worlds_mode,
+            "backend": self.backend, "threads": self.threads, "worlds": self.worlds_mode,
             "select": self.selection.method, "rounds": self.rounds, "replacements": self.replacements,
             "lives_completed": len(all_lives), "median_lifespan_learning": median(all_lives),
             **best_and_median(agents), "agents": agents,
         }
 
     def weights_of(self, a: int) -> dict:
-        """Agent a as a lone run's weights.pt (what `edge-runtime eval --policy` reads)."""
-        return {"model": self.state_dict_of(a), "towers": "split", "spec": self.spec.to_dict(),
+        """Agent a as a lone run's weights (what `edge-runtime eval --policy` reads): weights.npz of a numpy
+        learner, weights.pt of a torch one."""
+        return {"backend": self.backend, "model": self.state_dict_of(a), "towers": "split", "spec": self.spec.to_dict(),
                 "model_cfg": section_to_dict(self.cfg.model), "rule": "survival", "steps": int(self.decisions[a])}
 
     def save_weights(self):
-        """Each agent as a lone run's weights.pt, under agents/NN/."""
+        """Each agent as a lone run's weights, under agents/NN/."""
         if self.run_dir:
             for a in range(self.n):
                 save_agent_weights(self.run_dir, self.first + a, self.weights_of(a))
@@ -335,8 +352,19 @@ class Population:
 
 
 def save_agent_weights(run_dir: Path, agent: int, weights: dict):
+    """agents/NN/weights.npz (numpy: the state dict by torch Brain's names, the rest under __meta__, as a lone
+    numpy run's) or agents/NN/weights.pt (torch)."""
     d = Path(run_dir) / "agents" / f"{agent:02d}"
     d.mkdir(parents=True, exist_ok=True)
+    weights = dict(weights)
+    backend = weights.pop("backend")
+    if backend == "numpy":
+        from ..numpy_learner.brain import save_npz
+
+        save_npz(d / "weights.npz", weights.pop("model"), weights)
+        return
+    import torch
+
     torch.save(weights, d / "weights.pt")
 
 
@@ -348,7 +376,8 @@ def best_and_median(agents: list[dict]) -> dict:
 
 def state_nbytes(obj) -> int:
     """Bytes of the tensors and arrays in an exported agent (what crosses the network when it is copied)."""
-    if isinstance(obj, torch.Tensor):
+    torch = sys.modules.get("torch")  # a torch population's states hold tensors; a numpy one's never import it
+    if torch is not None and isinstance(obj, torch.Tensor):
         return obj.numel() * obj.element_size()
     if isinstance(obj, np.ndarray):
         return obj.nbytes

@@ -82,13 +82,21 @@ class Selection:
 
     def perturb(self, state: dict, rng: np.random.Generator) -> dict:
         """A copy's exploration: weight noise and a rescaled self-made rate range (in place, returned)."""
-        import torch
-
-        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        noise_seed = int(rng.integers(2**62))
         if self.sigma > 0:
-            for k, w in state["params"].items():
-                if w.numel() > 1:
-                    w.add_(torch.randn(w.shape, generator=g) * (self.sigma * float(w.std())))
+            params = state["params"]
+            if all(isinstance(w, np.ndarray) for w in params.values()):  # the numpy learner's agents
+                g = np.random.default_rng(noise_seed)
+                for k, w in params.items():  # new arrays: a copy from Ray's object store is read-only
+                    if w.size > 1:
+                        params[k] = w + (g.standard_normal(w.shape) * (self.sigma * float(w.std()))).astype(w.dtype)
+            else:
+                import torch
+
+                g = torch.Generator().manual_seed(noise_seed)
+                for w in params.values():
+                    if w.numel() > 1:
+                        w.add_(torch.randn(w.shape, generator=g) * (self.sigma * float(w.std())))
         f = float(rng.choice(self.lr_factors))
         lo, hi = state["lr_min"] * f, state["lr_max"] * f
         if hi > 1.0:  # keep the range inside (0, 1]: the bounded step may only shrink
