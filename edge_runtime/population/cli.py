@@ -53,8 +53,12 @@ def cmd_population(args) -> int:
     cfg = load_config(args)
     if cfg.rule.name != "survival":
         raise UsageError(f"population: runs the survival rule, not {cfg.rule.name!r}")
+    backend = learner_backend(cfg.model, cfg.rule.name)
+    if backend not in ("numpy", "torch"):
+        raise UsageError(f"population: model.backend = {backend} runs one agent; a population batches its agents on "
+                         "the numpy learner (model.backend = auto, the default, or numpy) or on torch")
     try:  # the population learns on the learner a lone run of this config would: numpy's by default
-        if learner_backend(cfg.model, cfg.rule.name) == "numpy":
+        if backend == "numpy":
             from ..numpy_learner.brain import supported
 
             supported(cfg.model)

@@ -74,6 +74,8 @@ class Population:
         # the learner a lone run of this config would use: numpy's under the default config (no torch in this
         # process), torch's where only torch computes the config (numpy_rule.py and rule.py: the same rule)
         self.backend = learner_backend(cfg.model, cfg.rule.name)
+        if self.backend not in ("numpy", "torch"):
+            raise ValueError(f"population: model.backend = {self.backend} runs one agent, not a population")
         self.threads = threads or default_threads(worlds)
         if self.backend == "numpy":
             from ..numpy_learner import limit_blas_threads
