@@ -77,8 +77,8 @@ class ModelConfig:
 
 def learner_backend(model: ModelConfig, rule_name: str) -> str:
     """model.backend with `auto` resolved for a learner of rule `rule_name`: numpy where the numpy learner computes
-    the config (the survival rule on split towers, head = flatten), torch elsewhere. A population batches in torch
-    whatever this says (edge_runtime/population/), and the frozen evaluation harness is torch's."""
+    the config (the survival rule on split towers, head = flatten), torch elsewhere. A population learns on the
+    same learner, batched (edge_runtime/population/); the frozen evaluation harness is torch's."""
     if model.backend != "auto":
         return model.backend
     numpy_computes = rule_name == "survival" and model.towers in ("auto", "split") and model.head == "flatten"

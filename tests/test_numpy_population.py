@@ -2,6 +2,8 @@
 layer by layer and step by step, a death rolls back that agent only, and the run, selection, worlds' process and
 weights work as the torch population's do, with torch never loaded."""
 import copy
+import subprocess
+import sys
 import math
 
 import numpy as np
@@ -108,3 +110,18 @@ def test_each_agent_takes_the_lone_numpy_learners_steps_and_a_death_rolls_back_o
         assert pop.setbacks[i].state() == lone[i].setback.state()
         np.testing.assert_allclose(pop.brain.eye_norm.mean[i], lone[i].brain.eye_norm.mean, rtol=1e-5, atol=1e-6)
     assert pop.setbacks[1]() > 0.5 and pop.setbacks[0]() == 0.0
+
+
+def test_a_population_of_the_default_config_never_imports_torch(tmp_path):
+    code = ("import sys\n"
+            "from edge_runtime.config import Config\n"
+            "from edge_runtime.population.runner import Population\n"
+            "from edge_runtime.population.selection import Selection\n"
+            f"pop = Population(Config(), 3, seed=1, run_dir={str(tmp_path)!r}, selection=Selection('pbt', every=5))\n"
+            "s = pop.run(12)\n"
+            "pop.close(s)\n"
+            "print(s['backend'], s['rounds'], 'torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["numpy", "2", "False"]
+    assert all((tmp_path / "agents" / f"{a:02d}" / "weights.npz").exists() for a in range(3))
