@@ -125,3 +125,22 @@ def test_a_population_of_the_default_config_never_imports_torch(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["numpy", "2", "False"]
     assert all((tmp_path / "agents" / f"{a:02d}" / "weights.npz").exists() for a in range(3))
+
+
+def test_a_non_finite_output_acts_at_random_and_clears_that_agents_thought_only():
+    cfg = Config()
+    spec = make_body(cfg).spec
+    pop = NumpyPopulationSurvival(spec, cfg.model, copy.deepcopy(cfg.rule), 3, 0)
+    rng = np.random.default_rng(0)
+    eyes = rng.uniform(-1, 1, (3, 6, *cfg.model.input_hw)).astype(np.float32)
+    body = rng.uniform(-1, 1, (3, 2 + spec.touch_channels)).astype(np.float32)
+    pop.act_frozen(eyes, body)
+    assert np.abs(pop.thought).sum(1).min() > 0
+    pop.brain.policy.p["out.bias"][1] = np.nan
+    for act in (pop.act_frozen, pop.decide):
+        acts = act(eyes, body)
+        assert all(0 <= a < k for a_i in acts for a, k in zip(a_i, pop.heads))
+        assert np.isfinite(pop.thought).all() and not pop.thought[1].any() and pop.thought[0].any()
+    ms = pop.learn([Feeling(0.0, 0.0, False, 4)] * 3, eyes, body)
+    assert ms[1] == {"fault": "non-finite model output"} and "fault" not in ms[0]
+    assert pop.faults.tolist() == [0, 1, 0]

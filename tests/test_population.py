@@ -185,6 +185,8 @@ def test_population_command_refuses_bad_arguments():
     assert rc == 2 and "--select-fraction" in err
     rc, _, err = run_cli("population", "--size", "2", "--steps", "5", "--ray", "local", "--groups", "3")
     assert rc == 2 and "--groups" in err
+    rc, _, err = run_cli("population", "--size", "2", "--steps", "5", "--set", "model.towers=shared")
+    assert rc == 2 and "model.towers = shared" in err
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -232,6 +234,7 @@ def test_ray_groups_on_a_local_cluster_select_across_groups_as_one_process_does(
     finally:
         pop.close(one)
     assert s["groups"] == 2 and s["rounds"] == one["rounds"] == 4
+    assert s["backend"] == one["backend"] == "numpy"
     assert s["replacements"] == one["replacements"] >= 1
     assert s["bytes_per_copy"] > 1_000_000 and s["bytes_per_round_max"] >= s["bytes_per_copy"]
     assert (tmp_path / "ray" / "lineage.jsonl").read_text() == (tmp_path / "one" / "lineage.jsonl").read_text()

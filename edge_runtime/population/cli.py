@@ -53,6 +53,8 @@ def cmd_population(args) -> int:
     cfg = load_config(args)
     if cfg.rule.name != "survival":
         raise UsageError(f"population: runs the survival rule, not {cfg.rule.name!r}")
+    if cfg.model.towers == "shared":
+        raise UsageError("population: model.towers = shared: the survival rule runs split towers (split or auto)")
     backend = learner_backend(cfg.model, cfg.rule.name)
     if backend not in ("numpy", "torch"):
         raise UsageError(f"population: model.backend = {backend} runs one agent; a population batches its agents on "

@@ -28,7 +28,7 @@ from collections import deque
 import numpy as np
 
 from ..config import ModelConfig, RuleConfig
-from ..numpy_learner import build
+from ..numpy_learner import NumpyBrain, build
 from ..numpy_learner.batched import BatchedBrain
 from ..numpy_learner.survival import NumpyNet, log_softmax, softmax
 from ..rollback import RollbackRing
@@ -47,16 +47,18 @@ class NumpyPopulationSurvival:
         self.cfg = cfg
         self.n = n
         self.net = NumpyNet()
-        # agent i starts as the lone numpy learner seeded seed + i would (same weights, same generator)
-        lone = [build(spec, model_cfg, copy.deepcopy(cfg), seed + i) for i in range(n)]
-        self.brain = BatchedBrain([r.brain for r in lone])
-        self.rngs = [r.rng for r in lone]
-        self.e_d = lone[0].e_d
-        self.k_fc = lone[0].k_fc
-        self.fc_gammas = lone[0].fc_gammas
-        self.ranges_d, self.ranges_pi = lone[0].ranges_d, lone[0].ranges_pi
+        # agent i starts as the lone numpy learner seeded seed + i would: the same initial weights (NumpyBrain
+        # seeded seed + i) and generator (NumpySurvival's: default_rng(seed + i), nothing drawn at its birth);
+        # one lone learner gives what all share (the rule's constants)
+        one = build(spec, model_cfg, copy.deepcopy(cfg), seed)
+        self.brain = BatchedBrain([one.brain] + [NumpyBrain(spec, model_cfg, seed + i) for i in range(1, n)])
+        self.rngs = [one.rng] + [np.random.default_rng(seed + i) for i in range(1, n)]
+        self.e_d = one.e_d
+        self.k_fc = one.k_fc
+        self.fc_gammas = one.fc_gammas
+        self.ranges_d, self.ranges_pi = one.ranges_d, one.ranges_pi
         self.heads = list(spec.action_heads.values())
-        self.h_max = lone[0].h_max
+        self.h_max = one.h_max
         self.p_d, self.p_pi, self.p_lr = self.brain.flats()
         self.z_d = np.zeros_like(self.p_d)
         self.z_pi = np.zeros_like(self.p_pi)
@@ -74,7 +76,7 @@ class NumpyPopulationSurvival:
         self.birth = [self.p_d.copy(), self.p_pi.copy()] if cfg.setback_forget > 0 else []
         self.scales = [RunningScale(cfg.gamma) for _ in range(n)]
         self.delta_mad = [1.0] * n
-        self.log_beta = [list(r.log_beta) for r in lone]
+        self.log_beta = [list(one.log_beta) for _ in range(n)]
         self.lr_min = np.full(n, cfg.lr_min)
         self.lr_max = np.full(n, cfg.lr_max)
         self.windows = [deque(maxlen=cfg.rollback_every * cfg.rollback_depth) for _ in range(n)]
@@ -170,8 +172,10 @@ class NumpyPopulationSurvival:
 
     def act_frozen(self, eyes, body, greedy: bool = False) -> list[tuple[int, ...]]:
         out, _ = self.brain.forward(eyes, body, self.thought)
-        self.thought = np.tanh(out[:, self.brain.slices["thought"]]).astype(F32)
-        return [self._sample(i, self._logits(out[i]), greedy) for i in range(self.n)]
+        bad = ~np.isfinite(out).all(1)  # as alone: a non-finite output acts at random and clears the thought
+        self.thought = np.where(bad[:, None], F32(0.0), np.tanh(out[:, self.brain.slices["thought"]])).astype(F32)
+        return [tuple(int(self.rngs[i].integers(k)) for k in self.heads) if bad[i]
+                else self._sample(i, self._logits(out[i]), greedy) for i in range(self.n)]
 
     def new_life(self, i: int):
         self.thought[i] = 0.0

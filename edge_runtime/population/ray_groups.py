@@ -10,11 +10,12 @@
             ref = parent_actor.export_agent(j)        the parent's state goes into Ray's object store
             child_actor.adopt(j', ref, seed)   --->   the child's actor pulls it from there (not via the driver)
         lineage.jsonl written by the driver
-    weights() from every actor          <---  each agent as a lone weights.pt, saved under RUN_DIR/agents/NN/
+    weights() from every actor          <---  each agent as a lone run's weights (weights.npz on the numpy learner,
+                                              weights.pt on torch), saved under RUN_DIR/agents/NN/
 
 What crosses the network per selection round: the scores (8 bytes per agent), and per replacement one
 exported agent (parameters, eye statistics, traces, thought, rule state: `bytes_per_copy` in the summary;
-about 2.7 MB for the default brain), once from the parent's node to the child's node. Nothing else moves
+about 2.6 MB for the default brain), once from the parent's node to the child's node. Nothing else moves
 between rounds: each actor's worlds, lives and metrics stay on its own machine (RUN_DIR/groups/K/ there).
 
 Ray is an optional extra (`pip install -e .[distributed]`); the runtime never imports it elsewhere.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import learner_backend
 from ..jsonout import dumps
 from ..runtime import median
 from .runner import best_and_median, save_agent_weights
@@ -116,6 +118,7 @@ def run_on_ray(cfg, size, steps, seed, body, run_dir, sel: Selection, address="a
                worlds="inline", threads=None, metrics_every=10, cpus_per_group=1, shutdown=True) -> dict:
     if groups < 1 or groups > size:
         raise ValueError(f"--groups: must be in 1..--size ({size}), got {groups}")
+    backend = learner_backend(cfg.model, cfg.rule.name)  # what every actor's Population learns on
     ray = connect(address, num_cpus=max(groups * cpus_per_group, 1) if address == "local" else None)
     run_dir = Path(run_dir).resolve()  # actors on other nodes write their groups/K/ at this same absolute path
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +183,8 @@ def run_on_ray(cfg, size, steps, seed, body, run_dir, sel: Selection, address="a
             ray.shutdown()
     agents = [r for p in parts for r in p["agents"]]
     summary = {
-        "kind": "population", "ray": address, "size": size, "seed": seed, "steps": done,
+        "kind": "population", "ray": address, "size": size, "seed": seed, "steps": done, "backend": backend,
+        "threads": threads or 1, "worlds": worlds,
         "agent_decisions": done * size, "wall_s": round(wall, 2),
         "agent_decisions_per_s": round(done * size / wall, 1) if wall > 0 else None,
         "start_s": round(t_learn - t_start, 2), "groups": len(actors), "nodes": sorted(set(nodes)),

@@ -1,7 +1,8 @@
 """`edge-runtime population`: N agents learning at once, each its own brain, life and world.
 
     worlds = Worlds(N bodies)                        world i seeded seed + i
-    rule   = PopulationSurvival(N)                   agent i starts as the lone rule seeded seed + i
+    rule   = NumpyPopulationSurvival(N)              agent i starts as the lone rule seeded seed + i (numpy_rule.py;
+             or PopulationSurvival(N), rule.py)      torch's where the config's lone learner is torch)
     loop:
         actions = rule.decide(eyes, body)            one batched forward for all N
         eyes', body', feelings = worlds.step(actions)
@@ -15,12 +16,13 @@ agent still senses, decides, acts and learns in its own order, one decision at a
 is what it would do without the pipeline. With `worlds="inline"` (the default: faster on 2 cores, measured
 in docs/population.md) all agents are one batch and the worlds step in this process between batches.
 
-Torch threads default to every core the process may use (one less with the worlds' process).
+Threads (numpy's BLAS, or torch's) default to every core the process may use (one less with the worlds' process).
 
 Run directory: config.toml, run.json, lives.jsonl ({"agent", "life", "length", "step", "body_step",
 "cause"}), metrics.jsonl (one line per agent every `metrics_every` decisions), lineage.jsonl (selection),
 scores.jsonl ({"step", "scores"}: every agent's recent-survival score every `scores_every` decisions),
-agents/NN/weights.pt (each agent as a lone run's weights: `edge-runtime eval --policy RUN_DIR/agents/NN`),
+agents/NN/weights.npz or weights.pt (each agent as a lone run's weights on its learner: `edge-runtime eval
+--policy RUN_DIR/agents/NN`),
 summary.json.
 """
 from __future__ import annotations
@@ -360,14 +362,17 @@ def save_agent_weights(run_dir: Path, agent: int, weights: dict):
     d.mkdir(parents=True, exist_ok=True)
     weights = dict(weights)
     backend = weights.pop("backend")
+    path = d / ("weights.npz" if backend == "numpy" else "weights.pt")
+    tmp = Path(str(path) + ".tmp")  # written whole, then renamed: a reader never sees half a file
     if backend == "numpy":
         from ..numpy_learner.brain import save_npz
 
-        save_npz(d / "weights.npz", weights.pop("model"), weights)
-        return
-    import torch
+        save_npz(tmp, weights.pop("model"), weights)
+    else:
+        import torch
 
-    torch.save(weights, d / "weights.pt")
+        torch.save(weights, tmp)
+    os.replace(tmp, path)
 
 
 def best_and_median(agents: list[dict]) -> dict:
