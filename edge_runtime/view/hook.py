@@ -70,7 +70,10 @@ class ViewHook(Hook):
             "t": round(time.time(), 3), "step": steps, "body_step": runner.body_steps, "life": len(runner.lifespans) + 1,
             "life_steps": runner.life_steps, "steps_per_s": rate, "learning": bool(rule.learning),
             "left": np.array(left, np.uint8, copy=True), "right": np.array(right, np.uint8, copy=True),
-            "hw": list(self.hw), "body": [round(float(v), 4) for v in bv],
+            # hp and energy rounded from the sense itself, as metrics.jsonl rounds them: their float32 copies in
+            # the body vector can round the other way at the 4th decimal (0.14725000001: 0.1473, its float32: 0.1472)
+            "hw": list(self.hw), "body": [round(float(sense.hp), 4), round(float(sense.energy), 4)]
+            + [round(float(v), 4) for v in bv[2:]],
             "body_names": ["hp", "energy"] + [f"touch{i}" for i in range(spec.touch_channels)],
             "heads": {k: _r(p) for k, p in regions["heads"].items()}, "loss": _r(regions["loss"]),
             "lr": _r(regions["lr"]), "thought": _r(regions["thought"]),
