@@ -13,8 +13,9 @@
 With `worlds="process"`, the worlds live in their own process and the agents are two halves A and B:
 while the worlds of A step there, the brains of B learn and decide here, and the other way round; each
 agent still senses, decides, acts and learns in its own order, one decision at a time, so what an agent does
-is what it would do without the pipeline. With `worlds="inline"` (the default: faster on 2 cores, measured
-in docs/population.md) all agents are one batch and the worlds step in this process between batches.
+is what it would do without the pipeline. With `worlds="inline"` (the default) all agents are one batch and the worlds
+step in this process between batches. Which is faster depends on the learner and N (README, Populations: on
+2 cores, inline for torch and for numpy below N = 16; the worlds' process for numpy from N = 16).
 
 Threads (numpy's BLAS, or torch's) default to every core the process may use (one less with the worlds' process).
 
