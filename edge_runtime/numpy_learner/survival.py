@@ -60,6 +60,66 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum())
 
 
+# The rule's per-decision formulas on one agent's arrays: this learner's and the numpy population's
+# (edge_runtime/population/numpy_rule.py) are these same functions.
+
+def sample(logits, rng: np.random.Generator, greedy: bool) -> tuple[int, ...]:
+    """One action per head: the argmax, or the inverse CDF of the softmax with one uniform draw per head."""
+    if greedy:
+        return tuple(int(np.argmax(l)) for l in logits)
+    return tuple(min(int(np.searchsorted(np.cumsum(softmax(l.astype(np.float64))), rng.random(), "right")),
+                     len(l) - 1) for l in logits)
+
+
+def head_entropies(logits) -> list[float]:
+    return [float(-(softmax(l) * log_softmax(l)).sum()) for l in logits]
+
+
+def policy_cotangent(logits, action, delta_sign: float, log_beta) -> np.ndarray:
+    """d [log pi(a) + delta_sign * sum_h beta_h H_h] / d logits: onehot(a) - p + delta_sign * beta_h * dH_h."""
+    d_logits = []
+    for l, a, lb in zip(logits, action, log_beta):
+        p, lp = softmax(l), log_softmax(l)
+        h = -(p * lp).sum()
+        d = -p
+        d[a] += 1.0
+        d_logits.append(d + F32(delta_sign * math.exp(lb)) * (-p * (lp + h)))
+    return np.concatenate(d_logits).astype(F32, copy=False)
+
+
+def adapted_log_beta(cfg: RuleConfig, log_beta, h_max, h, frac: float) -> list[float]:
+    """The entropy weights moved toward frac * each head's maximum entropy, clipped to [1e-4, 10]."""
+    return [min(math.log(10.0), max(math.log(1e-4), b + cfg.entropy_adapt * (frac * m - x)))
+            for b, m, x in zip(log_beta, h_max, h)]
+
+
+def block_steps(cfg: RuleConfig, z, ranges, kappa: float, db: float) -> list[float] | None:
+    """alpha / max(alpha * kappa * max(|delta|, 1) * ||z_block||_1, 1), one per block; None if a norm is not
+    finite."""
+    l1 = [float(np.abs(z[lo:hi]).sum(dtype=np.float64)) for lo, hi in ranges]
+    if not all(math.isfinite(x) for x in l1):
+        return None
+    return [cfg.alpha / max(cfg.alpha * kappa * db * x, 1.0) for x in l1]
+
+
+def add_by_block(p, z, ranges, steps: list[float], scale: float, delta: float = 1.0):
+    for (lo, hi), a in zip(ranges, steps):
+        p[lo:hi] += F32(scale * a * delta) * z[lo:hi]
+
+
+def bounded_step(cfg: RuleConfig, p_d, p_pi, z_d, z_pi, ranges_d, ranges_pi, delta: float, lr_scale: float):
+    """theta_D += s_lr * a_D,b * delta * z_D,b; theta_pi -= s_lr * a_pi,b * delta * z_pi,b. Returns the last
+    blocks' step sizes (a_D, a_pi), or None (nothing changed) if a trace's norm is not finite."""
+    db = max(abs(delta), 1.0)
+    a_d = block_steps(cfg, z_d, ranges_d, cfg.kappa_discomfort, db)
+    a_pi = block_steps(cfg, z_pi, ranges_pi, cfg.kappa_policy, db)
+    if a_d is None or a_pi is None:
+        return None
+    add_by_block(p_d, z_d, ranges_d, a_d, lr_scale, delta)
+    add_by_block(p_pi, z_pi, ranges_pi, a_pi, -lr_scale, delta)
+    return a_d[-1], a_pi[-1]
+
+
 class NumpySurvival:
     name = "survival"
     learns = True
@@ -107,11 +167,7 @@ class NumpySurvival:
         return r, self.brain.head_logits(r["actions"])
 
     def _sample(self, logits, greedy: bool) -> tuple[int, ...]:
-        if greedy:
-            return tuple(int(np.argmax(l)) for l in logits)
-        # inverse CDF: one uniform draw per head
-        return tuple(min(int(np.searchsorted(np.cumsum(softmax(l.astype(np.float64))), self.rng.random(), "right")),
-                         len(l) - 1) for l in logits)
+        return sample(logits, self.rng, greedy)
 
     def _guard_output(self, out) -> tuple[int, ...] | None:
         if np.isfinite(out).all():
@@ -199,53 +255,22 @@ class NumpySurvival:
         return float(loss[self.k_fc:].mean())
 
     def head_entropies(self, logits) -> list[float]:
-        return [float(-(softmax(l) * log_softmax(l)).sum()) for l in logits]
+        return head_entropies(logits)
 
     def _grads(self, r, logits, action, delta_sign: float, cache):
         """g_D = grad D(s); g_pi = grad [log pi(a|s) + delta_sign * sum_h beta_h H_h] (see the docstring)."""
         g_d = self.brain.grad_discomfort(cache, self.e_d)
-        d_logits = []
-        for l, a, lb in zip(logits, action, self.log_beta):
-            p, lp = softmax(l), log_softmax(l)
-            h = -(p * lp).sum()
-            d = -p
-            d[a] += 1.0
-            d_logits.append(d + F32(delta_sign * math.exp(lb)) * (-p * (lp + h)))
-        g_pi = self.brain.grad_policy(cache, np.concatenate(d_logits).astype(F32, copy=False))
+        g_pi = self.brain.grad_policy(cache, policy_cotangent(logits, action, delta_sign, self.log_beta))
         return g_d, g_pi
-
-    def _block_steps(self, z, ranges, kappa: float, db: float) -> list[float] | None:
-        """alpha / max(alpha * kappa * max(|delta|, 1) * ||z_block||_1, 1), one per block."""
-        c = self.cfg
-        l1 = [float(np.abs(z[lo:hi]).sum(dtype=np.float64)) for lo, hi in ranges]
-        if not self.finite(*l1):
-            return None
-        return [c.alpha / max(c.alpha * kappa * db * x, 1.0) for x in l1]
-
-    @staticmethod
-    def _add_by_block(p, z, ranges, steps: list[float], scale: float, delta: float = 1.0):
-        for (lo, hi), a in zip(ranges, steps):
-            p[lo:hi] += F32(scale * a * delta) * z[lo:hi]
 
     def _adapt_entropy(self, h: list[float]):
         """h: each head's entropy at this decision."""
-        c = self.cfg
-        if c.entropy_target <= 0:
-            return
-        frac = self.setback.target_fraction()
-        self.log_beta = [min(math.log(10.0), max(math.log(1e-4), b + c.entropy_adapt * (frac * m - x)))
-                         for b, m, x in zip(self.log_beta, self.h_max, h)]
+        if self.cfg.entropy_target > 0:
+            self.log_beta = adapted_log_beta(self.cfg, self.log_beta, self.h_max, h, self.setback.target_fraction())
 
     def _bounded_step(self, delta: float, lr_scale: float):
-        c = self.cfg
-        db = max(abs(delta), 1.0)
-        a_d = self._block_steps(self.z_d, self.ranges_d, c.kappa_discomfort, db)
-        a_pi = self._block_steps(self.z_pi, self.ranges_pi, c.kappa_policy, db)
-        if a_d is None or a_pi is None:
-            return None
-        self._add_by_block(self.p_d, self.z_d, self.ranges_d, a_d, lr_scale, delta)
-        self._add_by_block(self.p_pi, self.z_pi, self.ranges_pi, a_pi, -lr_scale, delta)
-        return a_d[-1], a_pi[-1]
+        return bounded_step(self.cfg, self.p_d, self.p_pi, self.z_d, self.z_pi, self.ranges_d, self.ranges_pi,
+                            delta, lr_scale)
 
     def learn(self, feel: Feeling, next_eyes, next_body) -> dict:
         c = self.cfg
@@ -314,10 +339,10 @@ class NumpySurvival:
         grads, d = g
         if not self.finite(d) or d == 0.0:
             return self.finite(d)
-        a = self._block_steps(grads / F32(d), self.ranges_d, self.cfg.kappa_discomfort, max(d, 1.0))
+        a = block_steps(self.cfg, grads / F32(d), self.ranges_d, self.cfg.kappa_discomfort, max(d, 1.0))
         if a is None:
             return False
-        self._add_by_block(self.p_d, grads, self.ranges_d, a, lr_scale)
+        add_by_block(self.p_d, grads, self.ranges_d, a, lr_scale)
         return True
 
     def _die(self, c_death: float) -> bool:

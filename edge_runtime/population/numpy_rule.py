@@ -30,7 +30,8 @@ import numpy as np
 from ..config import ModelConfig, RuleConfig
 from ..numpy_learner import NumpyBrain, build
 from ..numpy_learner.batched import BatchedBrain
-from ..numpy_learner.survival import NumpyNet, log_softmax, softmax
+from ..numpy_learner.survival import (NumpyNet, adapted_log_beta, bounded_step, head_entropies, policy_cotangent,
+                                      sample)
 from ..rollback import RollbackRing
 from ..survival_state import RunningScale, Setback, step_metrics
 
@@ -136,18 +137,7 @@ class NumpyPopulationSurvival:
 
     # ------------------------------------------------------------ acting
     def _logits(self, out_row) -> list[np.ndarray]:
-        a, i, res = out_row[:self.brain._a], 0, []
-        for k in self.heads:
-            res.append(a[i:i + k])
-            i += k
-        return res
-
-    def _sample(self, i: int, logits, greedy: bool) -> tuple[int, ...]:
-        if greedy:
-            return tuple(int(np.argmax(l)) for l in logits)
-        rng = self.rngs[i]  # inverse CDF, one uniform per head: NumpySurvival._sample
-        return tuple(min(int(np.searchsorted(np.cumsum(softmax(l.astype(np.float64))), rng.random(), "right")),
-                         len(l) - 1) for l in logits)
+        return self.brain.template.head_logits(out_row[:self.brain._a])
 
     def decide(self, eyes: np.ndarray, body: np.ndarray) -> list[tuple[int, ...]]:
         """Every agent's forward pass (kept for learn) and action; eyes (N, 6, h, w), body (N, d)."""
@@ -162,7 +152,7 @@ class NumpyPopulationSurvival:
                 logits_all.append(None)
                 continue
             logits = self._logits(out[i])
-            a = self._sample(i, logits, greedy=False)
+            a = sample(logits, self.rngs[i], greedy=False)
             actions.append(a)
             logits_all.append(logits)
             self.windows[i].append((eyes[i].copy(), body[i].copy(), self.thought[i].copy(), a))
@@ -175,7 +165,7 @@ class NumpyPopulationSurvival:
         bad = ~np.isfinite(out).all(1)  # as alone: a non-finite output acts at random and clears the thought
         self.thought = np.where(bad[:, None], F32(0.0), np.tanh(out[:, self.brain.slices["thought"]])).astype(F32)
         return [tuple(int(self.rngs[i].integers(k)) for k in self.heads) if bad[i]
-                else self._sample(i, self._logits(out[i]), greedy) for i in range(self.n)]
+                else sample(self._logits(out[i]), self.rngs[i], greedy) for i in range(self.n)]
 
     def new_life(self, i: int):
         self.thought[i] = 0.0
@@ -184,39 +174,9 @@ class NumpyPopulationSurvival:
     def _main(self, loss_row) -> float:
         return float(loss_row[self.k_fc:].mean())
 
-    def _policy_cotangent(self, logits, action, delta_sign: float, log_beta) -> np.ndarray:
-        """d [log pi(a) + delta_sign * sum_h beta_h H_h] / d logits (NumpySurvival._grads)."""
-        d_logits = []
-        for l, a, lb in zip(logits, action, log_beta):
-            p, lp = softmax(l), log_softmax(l)
-            h = -(p * lp).sum()
-            d = -p
-            d[a] += 1.0
-            d_logits.append(d + F32(delta_sign * math.exp(lb)) * (-p * (lp + h)))
-        return np.concatenate(d_logits).astype(F32, copy=False)
-
-    def _block_steps(self, z_row, ranges, kappa: float, db: float) -> list[float] | None:
-        c = self.cfg
-        l1 = [float(np.abs(z_row[lo:hi]).sum(dtype=np.float64)) for lo, hi in ranges]
-        if not all(math.isfinite(x) for x in l1):
-            return None
-        return [c.alpha / max(c.alpha * kappa * db * x, 1.0) for x in l1]
-
-    @staticmethod
-    def _add_by_block(p_row, z_row, ranges, steps, scale: float, delta: float = 1.0):
-        for (lo, hi), a in zip(ranges, steps):
-            p_row[lo:hi] += F32(scale * a * delta) * z_row[lo:hi]
-
-    def _bounded_step(self, p_d, p_pi, z_d, z_pi, delta: float, lr_scale: float):
-        c = self.cfg
-        db = max(abs(delta), 1.0)
-        a_d = self._block_steps(z_d, self.ranges_d, c.kappa_discomfort, db)
-        a_pi = self._block_steps(z_pi, self.ranges_pi, c.kappa_policy, db)
-        if a_d is None or a_pi is None:
-            return None
-        self._add_by_block(p_d, z_d, self.ranges_d, a_d, lr_scale, delta)
-        self._add_by_block(p_pi, z_pi, self.ranges_pi, a_pi, -lr_scale, delta)
-        return a_d[-1], a_pi[-1]
+    def _bounded_step(self, i: int, delta: float, lr_scale: float):
+        return bounded_step(self.cfg, self.p_d[i], self.p_pi[i], self.z_d[i], self.z_pi[i], self.ranges_d,
+                            self.ranges_pi, delta, lr_scale)
 
     @staticmethod
     def _trace(z, g, rank1, i: int, segs, decay):
@@ -292,18 +252,16 @@ class NumpyPopulationSurvival:
             lr_scale = (float(self.lr_min[i] + (self.lr_max[i] - self.lr_min[i]) * u) if c.self_lr
                         else c.fixed_lr_scale)
             logits = logits_all[i]
-            h = [float(-(softmax(l) * log_softmax(l)).sum()) for l in logits]
+            h = head_entropies(logits)
             if c.entropy_target > 0:
-                frac = sb.target_fraction()
-                self.log_beta[i] = [min(math.log(10.0), max(math.log(1e-4), b + c.entropy_adapt * (frac * m - x)))
-                                    for b, m, x in zip(self.log_beta[i], self.h_max, h)]
+                self.log_beta[i] = adapted_log_beta(c, self.log_beta[i], self.h_max, h, sb.target_fraction())
             if (not all(math.isfinite(x) for x in (delta, lr_scale, d_now))
                     or abs(c.gamma * d_next - d_now) > c.max_abs_delta
                     or not (self.lr_min[i] * 0.999 <= lr_scale <= 1.0)):
                 rec[i] = self.fault(i, f"delta={delta} self_lr={lr_scale}")
                 continue
             ok[i] = True
-            d_pol[i] = self._policy_cotangent(logits, actions[i], math.copysign(1.0, -delta), self.log_beta[i])
+            d_pol[i] = policy_cotangent(logits, actions[i], math.copysign(1.0, -delta), self.log_beta[i])
             d_fc_max = 0.0
             if self.k_fc:
                 d_k = (F32(c_scaled) + self.fc_gammas * f_next - loss[i, :self.k_fc]).astype(F32)
@@ -348,7 +306,7 @@ class NumpyPopulationSurvival:
         z_d, z_pi = self.z_d[i], self.z_pi[i]
         self._trace(z_d, self.g_d[i], self.r1_d, i, self.segs_d, decay)
         self._trace(z_pi, self.g_pi[i], self.r1_pi, i, self.segs_pi, decay)
-        steps = self._bounded_step(self.p_d[i], self.p_pi[i], z_d, z_pi, delta, lr_scale)
+        steps = self._bounded_step(i, delta, lr_scale)
         if steps is None:
             return "non-finite eligibility trace", 0.0
         if self.k_fc and not self._forecast_step(i, d_fc_max, lr_scale):
@@ -382,7 +340,7 @@ class NumpyPopulationSurvival:
             for eyes, body, thought, action in list(self.windows[i])[-since:] if since else []:
                 out, cache = one.forward(eyes[None], body[None], thought[None])
                 d_last = self._main(out[0, self.brain._a:self.brain._a + self.brain.regions.loss])
-                d_pol = self._policy_cotangent(self._logits(out[0]), action, -1.0, self.log_beta[i])
+                d_pol = policy_cotangent(self._logits(out[0]), action, -1.0, self.log_beta[i])
                 one.grad_discomfort(cache, e_d, g_d)
                 one.grad_policy(cache, d_pol[None], g_pi)
                 z_d *= decay
@@ -391,7 +349,7 @@ class NumpyPopulationSurvival:
                 z_pi += g_pi[0]
             delta = c_death - d_last
             if (math.isfinite(delta) and abs(d_last) <= c.max_abs_delta
-                    and self._bounded_step(self.p_d[i], self.p_pi[i], z_d, z_pi, delta, float(self.lr_max[i])) is None):
+                    and self._bounded_step(i, delta, float(self.lr_max[i])) is None):
                 self.fault(i, "non-finite trace in aversive replay")
         self.z_d[i] = 0.0
         self.z_pi[i] = 0.0
