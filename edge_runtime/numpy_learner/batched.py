@@ -8,7 +8,7 @@ on the weights:
 
     stem (full convolution)   y_n = W_n @ cols(x_n)                 one batched matrix product over agents
     pointwise (1x1) conv      y_n = W_n @ x_n
-    depthwise conv            y_n,c = cols(x_n,c) @ w_n,c            batched over agents and channels
+    depthwise conv            layers.depthwise_fwd/bwd over N x C maps  (agents and channels on columns)
     LayerNorm (GroupNorm(1))  over each agent's (C, H, W) alone
     linear (fc, out)          y_n = W_n @ x_n                       a batched matrix-vector product
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import F32, EPS, act_bwd, act_fwd, hsigmoid_bwd, hsigmoid_fwd
+from .layers import F32, EPS, act_bwd, act_fwd, depthwise_bwd, depthwise_fwd, hsigmoid_bwd, hsigmoid_fwd
 from .tower import Tower
 
 
@@ -62,26 +62,6 @@ def windows(xp, k, stride):
     ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
     sn, sc, sh, sw = xp.strides
     return np.ndarray((n, c, ho, wo, k, k), xp.dtype, xp, 0, (sn, sc, sh * stride, sw * stride, sh, sw)), ho, wo
-
-
-def depthwise(xp, w, k, stride):
-    """xp (N, C, H, W), w (N, C, k, k) -> (N, C, Ho, Wo) and the copied windows (N, C, Ho*Wo, k*k)."""
-    win, ho, wo = windows(xp, k, stride)
-    n, c = xp.shape[:2]
-    cols = win.reshape(n, c, ho * wo, k * k)
-    return np.matmul(cols, w.reshape(n, c, k * k, 1)).reshape(n, c, ho, wo), cols
-
-
-def depthwise_input_grad(dy, w, k, stride, pad, h, wd):
-    """d x of a depthwise convolution per agent: dy spread back by stride (zeros between) and convolved with the
-    flipped kernel (the transposed convolution), computed on the unpadded input's positions only."""
-    n, c, ho, wo = dy.shape
-    fh, fw = (ho - 1) * stride + 1, (wo - 1) * stride + 1
-    lead = k - 1 - pad  # dx[v] = sum_i w[k-1-i] z[v + i] with z = dy dilated, `lead` zeros before it
-    z = np.zeros((n, c, h + k - 1, wd + k - 1), F32)
-    z[:, :, lead:lead + fh:stride, lead:lead + fw:stride] = dy
-    dx, _ = depthwise(z, np.ascontiguousarray(w[:, :, ::-1, ::-1]), k, 1)
-    return dx
 
 
 def matvec(w, x):
@@ -125,8 +105,8 @@ class BatchedTower:
             return np.matmul(wgt[:, :, :, 0, 0], x.reshape(n, c, -1)).reshape(n, wgt.shape[1], *x.shape[2:])
         if kind == "dw":
             name, k, s, pad = spec
-            y, cols = depthwise(padded(x, pad), p[name][:, :, 0], k, s)
-            cache.append((x.shape, cols))
+            y, c = depthwise_fwd(x, p[name][:, :, 0], k, s, pad)
+            cache.append(c)
             return y
         if kind == "norm":
             if not self.t.norm:
@@ -208,11 +188,7 @@ class BatchedTower:
             np.matmul(dy2, x.reshape(n, x.shape[1], -1).transpose(0, 2, 1), out=g[spec][:, :, :, 0, 0])
             return np.matmul(wgt.transpose(0, 2, 1), dy2).reshape(x.shape)
         if kind == "dw":
-            name, k, s, pad = spec
-            x_shape, cols = cache.pop()
-            c = dy.shape[1]
-            np.matmul(dy.reshape(n, c, 1, -1), cols, out=g[name].reshape(n, c, 1, -1))
-            return depthwise_input_grad(dy, p[name][:, :, 0], k, s, pad, x_shape[2], x_shape[3])
+            return depthwise_bwd(dy, cache.pop(), g[spec[0]])
         if kind == "norm":
             c = cache.pop()
             return dy if c is None else ln_bwd(dy, *c)
