@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..mobilenet_tables import BLOCKS, LAST_CONV, make_divisible
-from .layers import (F32, act_bwd, act_fwd, adaptive_pool_matrix, depthwise_bwd, depthwise_fwd, hsigmoid_bwd,
+from .layers import (F32, act_bwd, act_fwd, adaptive_pool_matrix, depthwise, depthwise_input_grad, hsigmoid_bwd,
                      hsigmoid_fwd, ln_bwd, ln_fwd, padded, patches)
 
 
@@ -137,8 +137,8 @@ class Tower:
             return (wgt[:, :, 0, 0] @ x.reshape(x.shape[0], -1)).reshape(wgt.shape[0], *x.shape[1:])
         if kind == "dw":
             name, k, s, pad = spec
-            y, c = depthwise_fwd(x, p[name][:, 0], k, s, pad)
-            cache.append(c)
+            y, cols = depthwise(padded(x, pad), p[name], k, s)
+            cache.append((x.shape, cols))
             return y
         if kind == "norm":
             if not self.norm:
@@ -214,7 +214,11 @@ class Tower:
             np.matmul(dy2, x.reshape(x.shape[0], -1).T, out=g[spec][:, :, 0, 0])
             return (wgt.T @ dy2).reshape(x.shape)
         if kind == "dw":
-            return depthwise_bwd(dy, cache.pop(), g[spec[0]])
+            name, k, s, pad = spec
+            x_shape, cols = cache.pop()
+            c = dy.shape[0]
+            np.matmul(dy.reshape(c, 1, -1), cols, out=g[name].reshape(c, 1, -1))
+            return depthwise_input_grad(dy, p[name][:, 0], k, s, pad, x_shape[1], x_shape[2])
         if kind == "norm":
             c = cache.pop()
             return dy if c is None else ln_bwd(dy, *c)
