@@ -12,7 +12,9 @@ from edge_runtime.acting import Feeling, act_repeat
 from edge_runtime.bodies import make_body
 from edge_runtime.config import Config
 from edge_runtime.numpy_learner import NumpySenseEncoder, build
+from edge_runtime.numpy_learner import layers
 from edge_runtime.numpy_learner.batched import BatchedTower
+from edge_runtime.numpy_learner.depthwise_rows import depthwise_bwd, depthwise_fwd
 from edge_runtime.numpy_learner.tower import Tower
 from edge_runtime.population.numpy_rule import NumpyPopulationSurvival
 
@@ -20,6 +22,29 @@ from edge_runtime.population.numpy_rule import NumpyPopulationSurvival
 def rel_diff(a, b) -> float:
     """Largest difference relative to the array's largest magnitude, floored at 0.01 (see test_population)."""
     return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-2))
+
+
+def test_the_populations_depthwise_kernel_computes_the_lone_learners_convolution_per_agent():
+    """depthwise_rows over N agents' maps against layers.depthwise (the lone learner's) agent by agent: output,
+    weight gradient and input gradient, for the trunk's shapes (3x3 stride 2, 5x5 stride 1) and odd ones."""
+    rng = np.random.default_rng(3)
+    for n, c, h, w, k, s, pad in [(3, 8, 12, 16, 3, 2, 1), (2, 40, 6, 8, 3, 2, 1), (4, 48, 3, 4, 5, 1, 2),
+                                  (1, 5, 7, 5, 3, 1, 1), (2, 3, 9, 6, 5, 2, 2)]:
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        wt = rng.standard_normal((n, c, k, k)).astype(np.float32)
+        y, cache = depthwise_fwd(x, wt, k, s, pad)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        g = np.full((n, c, 1, k, k), np.nan, np.float32)  # every entry must be written
+        dx = depthwise_bwd(dy, cache, g)
+        assert dx.shape == x.shape
+        for i in range(n):
+            y_i, cols = layers.depthwise(layers.padded(x[i], pad), wt[i], k, s)
+            g_i = np.matmul(dy[i].reshape(c, 1, -1), cols).reshape(c, 1, k, k)
+            dx_i = layers.depthwise_input_grad(dy[i], wt[i], k, s, pad, h, w)
+            assert y_i.shape == y[i].shape
+            np.testing.assert_allclose(y[i], y_i, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(g[i], g_i, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(dx[i], dx_i, rtol=1e-5, atol=1e-5)
 
 
 def test_a_batched_tower_computes_each_agents_lone_tower():
