@@ -29,7 +29,8 @@ def test_the_populations_depthwise_kernel_computes_the_lone_learners_convolution
     weight gradient and input gradient, for the trunk's shapes (3x3 stride 2, 5x5 stride 1) and odd ones."""
     rng = np.random.default_rng(3)
     for n, c, h, w, k, s, pad in [(3, 8, 12, 16, 3, 2, 1), (2, 40, 6, 8, 3, 2, 1), (4, 48, 3, 4, 5, 1, 2),
-                                  (1, 5, 7, 5, 3, 1, 1), (2, 3, 9, 6, 5, 2, 2)]:
+                                  (1, 5, 7, 5, 3, 1, 1), (2, 3, 9, 6, 5, 2, 2),
+                                  (2, 3, 5, 7, 1, 2, 0), (1, 2, 7, 7, 2, 3, 0)]:  # pixels no window reads
         x = rng.standard_normal((n, c, h, w)).astype(np.float32)
         wt = rng.standard_normal((n, c, k, k)).astype(np.float32)
         y, cache = depthwise_fwd(x, wt, k, s, pad)

@@ -3,8 +3,8 @@
 Each layer's input is held with the pixels on rows and the maps along columns, (pixels + 1, maps), the last
 row zero (where a tap falls in the padding). Gathering every output's k x k window is then a copy of whole rows
 (numpy.take), and the sum over a window's taps runs along rows of N x C numbers. Gathered map by map, as
-layers.depthwise does, the windows are 3 or 5 numbers wide and numpy loops once per window: that was half of a
-16-agent population's passes.
+layers.depthwise does (and the population's earlier kernel did), the windows are 3 or 5 numbers wide and
+numpy loops once per window: that was half of a 16-agent population's passes.
 
 The lone learner keeps layers.depthwise. This kernel would run its loop 1.05x faster, but it sums in another
 order, and with it the 25k bench's greedy policy fell short in one seed of five (README, Populations).
