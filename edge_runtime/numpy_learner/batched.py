@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .depthwise_rows import depthwise_bwd, depthwise_fwd
+from .brain import EyeNorm, NumpyBrain
 from .layers import F32, EPS, act_bwd, act_fwd, hsigmoid_bwd, hsigmoid_fwd
 from .tower import Tower
 
@@ -269,8 +270,6 @@ class BatchedEyeNorm:
         self.m2 += d * (x - self.mean)
 
     def __call__(self, x):
-        from .brain import EyeNorm
-
         c = self.count[:, None, None, None]
         var = self.m2 / np.maximum(c - F32(1.0), F32(1.0))
         std = np.maximum(np.sqrt(var), F32(EyeNorm.MIN_STD))
@@ -285,8 +284,6 @@ class BatchedBrain:
     each one computation over every agent. Built from N lone brains (agent n starts as brains[n])."""
 
     def __init__(self, brains, _rows=None):
-        from .brain import NumpyBrain
-
         b0: NumpyBrain = brains[0]
         self.template = b0
         self.cfg, self.regions, self.slices = b0.cfg, b0.regions, b0.slices
@@ -358,16 +355,9 @@ class BatchedBrain:
             self.eye_norm.m2[i] = d["eye_norm.m2"][0]
 
     # ------------------------------------------------------------------ passes
-    def observe(self, eyes):
-        if self.eye_norm is not None:
-            self.eye_norm.update(eyes)
-
-    def prepare(self, eyes, thought):
-        if not self.cfg.thought_feedback:
-            thought = np.zeros_like(thought)
-        if self.eye_norm is not None:
-            eyes = self.eye_norm(eyes)
-        return eyes, thought
+    # the lone brain's, unchanged: its eye_norm here is the batched one, and zeros_like keeps the agent axis
+    observe = NumpyBrain.observe
+    prepare = NumpyBrain.prepare
 
     def forward(self, eyes, body, thought):
         """(output (N, regions.total), cache for the backward passes): NumpyBrain.forward per agent."""
